@@ -1,0 +1,151 @@
+"""The one place a user edits: system paths and hyper-parameters.
+
+`python main.py key=value ...` overrides any key below, typed by the default's type.
+With every dataset path left at None the embedded demo runs: a small generated corpus
+and a tiny randomly initialised teacher, sized by DEMO below, so no download is needed.
+"""
+import difflib
+
+# Paths and machine settings: where things are, not how the experiment behaves.
+SYSTEM_ARGS = {
+    'path_log': './exp',                # run folders are created under it
+    'path_cache': './.cache',           # the generated demo corpus is kept here and reused
+    'path_train': None,                 # VoxCeleb2 dev (or VoxCeleb1 dev) wav root: <root>/idXXXXX/<video>/xxxxx.wav
+    'path_test': None,                  # VoxCeleb1 wav root (dev + test) that the trial lists point into
+    'path_trials': None,                # folder holding the official trial lists named below
+    'path_musan': None,                 # MUSAN root with speech/, music/, noise/
+    'path_rir': None,                   # RIR root (e.g. RIRS_NOISES/simulated_rirs), searched recursively
+    'num_workers': 4,                   # data-loading processes per GPU
+    'device': 'auto',                   # 'auto' (CUDA when visible), 'cuda' or 'cpu'
+    'mode': 'train',                    # 'train' or 'evaluate' (scores the trial lists with `checkpoint`)
+    'checkpoint': None,                 # a last.pt / best.pt of an earlier run, for mode=evaluate
+    'project': 'OS-KDFT',
+    'name': 'oskdft',
+    'tags': 'oskdft',                   # comma separated
+    'description': 'One-step knowledge distillation and fine-tuning for speaker verification',
+}
+
+# The experiment: every value is the paper's / the authors' code's default.
+EXPERIMENT_ARGS = {
+    'method': 'oskdft',
+    'model_name_or_path': 'facebook/wav2vec2-large-xlsr-53',    # hub id, local folder, or 'tiny'
+    'num_hidden_layers': 4,             # student transformer layers
+    'adapter_bottleneck': 64,
+    'adapter_scale': 0.1,
+    'adapter_input_residual': False,    # True reproduces the original code's extra residual in the adapter
+
+    # ECAPA-TDNN back-end and AAM-softmax
+    'ecapa_channels': 512,
+    'embedding_size': 192,
+    'spec_mask_freq': 100,
+    'spec_mask_time': 10,
+    'spec_mask_p': 0.6,
+    'aam_margin': 0.2,
+    'aam_scale': 30.0,
+    'class_weight': True,               # cross-entropy weighted by total / speaker's utterances
+
+    # losses and optimisation
+    'kd_weight': 100.0,                 # KD loss = MSE x kd_weight x (E - e) / E
+    'lr': 1e-4,                         # ECAPA + AAM base LR (cosine annealing with warm restarts)
+    'lr_min': 1e-6,
+    'T_0': 100,
+    'T_mult': 1,
+    'student_warmup_epochs': 10,        # student LR = ECAPA LR x e / 10 for e < 10 ...
+    'student_lr_decay': 0.93,           # ... then the previous epoch's value x 0.93
+    'adapter_lr_ratio': 10.0,           # adapter LR = 10 x ECAPA LR
+
+    # data
+    'epoch': 100,
+    'batch_size': 128,                  # in total across all GPUs
+    'num_train_frames': 200,            # x 160 samples at 16 kHz: 2 s crops
+    'num_test_frames': 300,             # 3 s evaluation segments
+    'num_seg': 5,
+    'aug_p': 0.6,
+    'clip_p': 0.3,
+    'ease_p': 0.3,
+    'seed': 1,
+
+    # trial lists, looked up in path_trials; a list that is not there is left out (said in the log)
+    'trials_vox1_o': 'veri_test2.txt',
+    'trials_vox1_e': 'list_test_all2.txt',
+    'trials_vox1_h': 'list_test_hard2.txt',
+}
+
+# The embedded demo's own sizes, applied when no dataset path is set (command-line values still win).
+DEMO = {
+    'model_name_or_path': 'tiny',
+    'num_hidden_layers': 2,
+    'ecapa_channels': 128,
+    'epoch': 12,
+    'batch_size': 32,
+    'num_workers': 2,
+    'name': 'demo',
+    'tags': 'oskdft,demo',
+}
+
+# The randomly initialised Wav2Vec2 that model_name_or_path='tiny' builds (the demo's teacher).
+TINY_SSL = {
+    'hidden_size': 128,
+    'num_hidden_layers': 4,
+    'num_attention_heads': 4,
+    'intermediate_size': 256,
+    'conv_dim': (32, 32, 32, 32, 32, 32, 32),
+    'num_conv_pos_embeddings': 32,
+    'num_conv_pos_embedding_groups': 4,
+}
+
+DATASET_PATHS = ('path_train', 'path_test', 'path_trials', 'path_musan', 'path_rir')
+
+
+class ArgumentError(ValueError):
+    """A key=value on the command line that cannot be used."""
+
+
+def parse_value(key, text, default):
+    """Turns the text of key=text into the type of the key's default."""
+    if default is None:
+        return None if text.lower() in ('none', 'null', '') else text
+    if isinstance(default, bool):
+        if text.lower() in ('true', '1', 'yes', 'on'):
+            return True
+        if text.lower() in ('false', '0', 'no', 'off'):
+            return False
+        raise ArgumentError(f'{key}={text}: expected true or false')
+    try:
+        return type(default)(text)
+    except ValueError:
+        raise ArgumentError(f'{key}={text}: expected a value of type {type(default).__name__} '
+                            f'(default {default!r})') from None
+
+
+def parse_overrides(argv, defaults):
+    """Reads `key=value` tokens; an unknown key fails at once, naming the closest real keys."""
+    overrides = {}
+    for token in argv:
+        key, sep, text = token.partition('=')
+        if not sep or not key:
+            raise ArgumentError(f'{token!r}: arguments are written key=value (e.g. epoch=10)')
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=3, cutoff=0.6)
+            hint = f' Did you mean {" or ".join(close)}?' if close else ''
+            raise ArgumentError(f'unknown argument {key!r}.{hint} Every key is listed in arguments.py.')
+        overrides[key] = parse_value(key, text, defaults[key])
+    return overrides
+
+
+def get_args(argv=()):
+    """Returns (args, system_args, experiment_args): defaults, then the demo preset when no
+    dataset path is set, then the command line."""
+    defaults = {**SYSTEM_ARGS, **EXPERIMENT_ARGS}
+    overrides = parse_overrides(argv, defaults)
+    args = dict(defaults)
+    if all(overrides.get(key, args[key]) is None for key in DATASET_PATHS):
+        args.update(DEMO)
+        args['demo'] = True
+    else:
+        args['demo'] = False
+    args.update(overrides)
+    args['tiny_ssl'] = dict(TINY_SSL)
+    system_args = {key: args[key] for key in SYSTEM_ARGS}
+    experiment_args = {key: args[key] for key in EXPERIMENT_ARGS}
+    return args, system_args, experiment_args

@@ -1,0 +1,35 @@
+"""A copy of the project's source in the run folder, so a run can be traced to the code that made it."""
+import os
+
+from log.redact import redact_source
+
+SOURCE_NAMES = ('requirements.txt', 'README.md')
+
+
+def is_skipped_dir(path, name, skip_paths):
+    """Hidden folders (.git, .venv, caches), __pycache__, any virtualenv, and the given folders."""
+    return (name.startswith('.') or name == '__pycache__'
+            or os.path.isfile(os.path.join(path, 'pyvenv.cfg'))
+            or os.path.realpath(path) in skip_paths)
+
+
+def copy_source_files(root, destination, skip=()):
+    """Copies *.py, requirements.txt and README.md under root into destination, keeping relative
+    paths, with secrets redacted. skip: folders left out (the log folder). Returns the files copied."""
+    skip_paths = {os.path.realpath(path) for path in skip}
+    copied = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(name for name in dirs
+                         if not is_skipped_dir(os.path.join(folder, name), name, skip_paths))
+        for name in sorted(files):
+            if not (name.endswith('.py') or name in SOURCE_NAMES):
+                continue
+            relative = os.path.relpath(os.path.join(folder, name), root)
+            with open(os.path.join(root, relative), encoding='utf-8', errors='replace') as file:
+                text = redact_source(file.read())
+            target = os.path.join(destination, relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, 'w', encoding='utf-8') as file:
+                file.write(text)
+            copied.append(relative)
+    return copied

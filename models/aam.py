@@ -1,0 +1,40 @@
+"""Additive angular margin softmax (AAM-softmax, ArcFace) training head."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class AAMSoftmax(nn.Module):
+    """Cross-entropy over scale * cos(theta + m) for the target class and scale * cos(theta)
+    for the others; optionally weighted per class."""
+
+    def __init__(self, embedding_size, num_classes, margin=0.2, scale=30.0, class_weights=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
+        nn.init.xavier_normal_(self.weight, gain=1)
+        self.margin = margin
+        self.scale = scale
+        # theta + m > pi would make cos(theta + m) grow again: past that point use a linear fallback
+        self.threshold = math.cos(math.pi - margin)
+        self.fallback = math.sin(math.pi - margin) * margin
+        # not persistent: a checkpoint loads whether or not the head it is loaded into was given weights
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        self.register_buffer('class_weights', weights, persistent=False)
+
+    def logits(self, emb, labels):
+        """(B, E), (B,) -> (B, num_classes) scaled cosines, margin on the target class."""
+        cosine = F.linear(F.normalize(emb), F.normalize(self.weight))
+        sine = torch.sqrt((1.0 - cosine ** 2).clamp(0, 1))
+        with_margin = cosine * math.cos(self.margin) - sine * math.sin(self.margin)
+        with_margin = torch.where(cosine > self.threshold, with_margin, cosine - self.fallback)
+        target = F.one_hot(labels, cosine.shape[1]).bool()
+        return self.scale * torch.where(target, with_margin, cosine)
+
+    def forward(self, emb, labels):
+        """(B, E), (B,) -> (loss, top-1 accuracy in % on the margin logits)."""
+        logits = self.logits(emb, labels)
+        loss = F.cross_entropy(logits, labels, weight=self.class_weights)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean() * 100
+        return loss, accuracy.detach()

@@ -1,0 +1,137 @@
+"""The student: the teacher's first N transformer layers, each with a parallel adapter.
+
+The adapters live inside Hugging Face's own layers: each layer's `feed_forward` is wrapped so
+that it adds the adapter's output on the rows of the batch that take the SV path. One forward
+over a batch holding a KD half and an SV half therefore gives both paths, for every model type
+and layer-norm variant Hugging Face implements (W2V2, HuBERT, WavLM with its position bias).
+"""
+import copy
+
+import torch
+import torch.nn as nn
+
+
+class Adapter(nn.Module):
+    """s * up(relu(down(LN(h)))), with `up` zero-initialised so it starts by adding nothing.
+    input_residual adds h once more, as the original code did."""
+
+    def __init__(self, dim, bottleneck=64, scale=0.1, input_residual=False):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(dim)
+        self.down = nn.Linear(dim, bottleneck)
+        self.up = nn.Linear(bottleneck, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+        self.scale = scale
+        self.input_residual = input_residual
+
+    def forward(self, h):
+        out = self.scale * self.up(torch.relu(self.down(self.layer_norm(h))))
+        return out + h if self.input_residual else out
+
+
+class AdaptedFeedForward(nn.Module):
+    """A layer's feed-forward block plus its adapter on the rows from `sv_from` on.
+
+    Its input is the residual stream h entering the block. In pre-LN layers the block is
+    h + FFN(LN(h)), so the layer's `final_layer_norm` is moved in here (`pre_norm`) and
+    replaced by an identity in the layer: the wrapper then sees h itself."""
+
+    def __init__(self, feed_forward, adapter, pre_norm=None):
+        super().__init__()
+        self.pre_norm = pre_norm if pre_norm is not None else nn.Identity()
+        self.feed_forward = feed_forward
+        self.adapter = adapter
+        self.sv_from = None         # first batch row of the SV path; None: no row takes the adapter
+
+    def forward(self, h):
+        out = self.feed_forward(self.pre_norm(h))                       # (N, T, D)
+        if self.sv_from is None:
+            return out
+        sv = out[self.sv_from:] + self.adapter(h[self.sv_from:])
+        return torch.cat([out[:self.sv_from], sv]) if self.sv_from > 0 else sv
+
+
+def copy_truncated(teacher, num_layers):
+    """A model of the teacher's class and config with num_layers layers, holding the teacher's
+    weights for everything it has (front end, masked_spec_embed, positional conv, final LayerNorm,
+    layers 0..num_layers-1)."""
+    if not 1 <= num_layers <= teacher.config.num_hidden_layers:
+        raise ValueError(f'num_hidden_layers={num_layers}: the student needs 1 to '
+                         f'{teacher.config.num_hidden_layers} layers (the teacher has that many)')
+    if getattr(teacher.config, 'add_adapter', False):
+        raise ValueError('model_name_or_path: SSL models with add_adapter=True (a CTC/seq2seq output adapter) '
+                         'are not supported; give the base pre-trained model')
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = num_layers
+    model = type(teacher)(config)
+    own = model.state_dict()
+    model.load_state_dict({name: tensor for name, tensor in teacher.state_dict().items() if name in own})
+    return model
+
+
+class Student(nn.Module):
+    """The student SSL model with one parallel adapter per layer."""
+
+    def __init__(self, teacher, num_layers: int, bottleneck: int = 64, scale: float = 0.1,
+                 input_residual: bool = False):
+        super().__init__()
+        self.ssl = copy_truncated(teacher, num_layers)
+        pre_ln = self.ssl.config.do_stable_layer_norm
+        for layer in self.ssl.encoder.layers:
+            adapter = Adapter(self.hidden_size, bottleneck, scale, input_residual)
+            pre_norm = layer.final_layer_norm if pre_ln else None
+            if pre_ln:
+                layer.final_layer_norm = nn.Identity()
+            layer.feed_forward = AdaptedFeedForward(layer.feed_forward, adapter, pre_norm)
+        self.to(next(teacher.parameters()).device)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.ssl.config.hidden_size
+
+    def forward(self, wave, adapters=True):
+        """One path: (B, L) -> (B, T, D), with (SV) or without (KD) adapters."""
+        features = self.extract_features(wave)
+        return self.encode(features, sv_from=0 if adapters else None)
+
+    def forward_two_paths(self, wave):
+        """Both paths over one CNN front end: (B, L) -> (KD (B, T, D) without adapters,
+        SV (B, T, D) with adapters). Everything after the CNN (projection, masking, dropout,
+        the layers) runs on the duplicated batch, so each half draws its own masks."""
+        features = self.extract_features(wave)                          # (B, T, C)
+        batch = features.shape[0]
+        hidden = self.encode(torch.cat([features, features]), sv_from=batch)   # (2B, T, D)
+        return hidden[:batch], hidden[batch:]
+
+    def forward_two_paths_duplicated(self, wave):
+        """The original code's formulation of forward_two_paths, the whole student (CNN included)
+        on cat([wave, wave]): the reference that tests and benchmarks/train_step.py compare with."""
+        batch = wave.shape[0]
+        hidden = self.encode(self.extract_features(torch.cat([wave, wave])), sv_from=batch)
+        return hidden[:batch], hidden[batch:]
+
+    def extract_features(self, wave):
+        """The CNN feature encoder: (B, L) -> (B, T, C)."""
+        return self.ssl.feature_extractor(wave).transpose(1, 2)
+
+    def encode(self, features, sv_from):
+        """Projection, Hugging Face's time/feature masking and the encoder, adapters on the rows
+        from sv_from on (None: none). (N, T, C) -> (N, T, D)."""
+        for layer in self.ssl.encoder.layers:
+            layer.feed_forward.sv_from = sv_from
+        hidden = self.ssl.feature_projection(features)
+        if isinstance(hidden, tuple):           # W2V2 and WavLM also return the normalised features
+            hidden = hidden[0]
+        hidden = self.ssl._mask_hidden_states(hidden)
+        return self.ssl.encoder(hidden).last_hidden_state
+
+    def adapter_parameters(self):
+        return [p for module in self.adapters() for p in module.parameters()]
+
+    def backbone_parameters(self):
+        adapter_ids = {id(p) for p in self.adapter_parameters()}
+        return [p for p in self.parameters() if id(p) not in adapter_ids]
+
+    def adapters(self):
+        return [module for module in self.modules() if isinstance(module, Adapter)]

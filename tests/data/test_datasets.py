@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from data.audio import AudioError, read_random_crop
+from data.datasets import EnrollSet, TrainSet, crop, evenly_spaced_segments
+
+SR = 16000
+
+
+def write_wav(path, wave, rate=SR):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wave, rate, subtype="FLOAT")
+    return str(path)
+
+
+def test_crop_is_the_slice_at_the_drawn_start():
+    wave = np.arange(1000, dtype=np.float32)
+    start = np.random.default_rng(7).integers(0, 1000 - 300 + 1)
+    np.testing.assert_array_equal(crop(wave, 300, np.random.default_rng(7)), wave[start : start + 300])
+    np.testing.assert_array_equal(crop(wave, 1000, np.random.default_rng(7)), wave)
+
+
+def test_crop_wrap_pads_short_waves():
+    out = crop(np.array([1.0, 2.0, 3.0], np.float32), 7, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, [1, 2, 3, 1, 2, 3, 1])
+
+
+def test_segments_evenly_spaced_from_start_to_end():
+    wave = np.arange(1000, dtype=np.float32)
+    segments = evenly_spaced_segments(wave, 300, 5)
+    assert segments.shape == (5, 300)
+    np.testing.assert_array_equal(segments[:, 0], [0, 175, 350, 525, 700])
+    assert segments[-1, -1] == 999
+    np.testing.assert_array_equal(segments[2], np.arange(350, 650))
+
+
+def test_segments_of_short_wave_are_the_wrap_padded_wave():
+    wave = np.arange(100, dtype=np.float32)
+    segments = evenly_spaced_segments(wave, 250, 3)
+    expected = np.concatenate([wave, wave, wave[:50]])
+    np.testing.assert_array_equal(segments, np.stack([expected] * 3))
+
+
+@pytest.fixture
+def train_files(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [5000, 8000, 700]  # the last is shorter than a crop
+    paths = [write_wav(tmp_path / f"id{i}/v/1.wav", rng.standard_normal(n).astype(np.float32))
+             for i, n in enumerate(lengths)]
+    return paths, np.array([2, 0, 1])
+
+
+def test_trainset_item_fixed_by_seed_epoch_index(train_files):
+    paths, labels = train_files
+    a, b = TrainSet(paths, labels, 1000, seed=3), TrainSet(paths, labels, 1000, seed=3)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    for i in (2, 0, 1):  # order does not matter
+        clean_a, aug_a, label_a = a[i]
+        clean_b, aug_b, label_b = b[i]
+        assert torch.equal(clean_a, clean_b) and torch.equal(aug_a, aug_b) and label_a == label_b == labels[i]
+        assert clean_a.shape == (1000,) and clean_a.dtype == torch.float32
+    expected = read_random_crop(paths[1], 1000, np.random.default_rng([3, 2, 1]))
+    np.testing.assert_array_equal(a[1][0].numpy(), expected)
+    b.set_epoch(3)
+    assert not torch.equal(a[0][0], b[0][0])
+    assert not torch.equal(a[0][0], TrainSet(paths, labels, 1000, seed=4).__getitem__(0)[0])
+
+
+def test_trainset_without_augment_gives_a_copy(train_files):
+    paths, labels = train_files
+    clean, augmented, _ = TrainSet(paths, labels, 1000)[0]
+    assert torch.equal(clean, augmented) and clean.data_ptr() != augmented.data_ptr()
+
+
+def test_trainset_augment_continues_the_item_rng(train_files):
+    paths, labels = train_files
+    dataset = TrainSet(paths, labels, 1000, augment=lambda w, rng: w + rng.standard_normal(len(w)).astype(np.float32))
+    dataset.set_epoch(5)
+    rng = np.random.default_rng([1, 5, 0])
+    clean = read_random_crop(paths[0], 1000, rng)
+    clean_t, aug_t, _ = dataset[0]
+    np.testing.assert_array_equal(clean_t.numpy(), clean)
+    np.testing.assert_array_equal(aug_t.numpy(), clean + rng.standard_normal(1000).astype(np.float32))
+
+
+def test_trainset_short_file_wrap_padded(train_files):
+    paths, labels = train_files
+    clean = TrainSet(paths, labels, 1500)[2][0].numpy()
+    whole = sf.read(paths[2], dtype="float32")[0]
+    np.testing.assert_array_equal(clean, np.concatenate([whole, whole, whole[:100]]))
+
+
+def test_trainset_reads_only_the_crop(train_files, monkeypatch):
+    paths, labels = train_files
+    requested = []
+    original = sf.SoundFile.read
+
+    def recording_read(self, frames=-1, *args, **kwargs):
+        requested.append(frames)
+        return original(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", recording_read)
+    TrainSet(paths, labels, 1000)[1]
+    assert requested == [1000]
+
+
+def test_trainset_same_items_with_workers(train_files):
+    paths, labels = train_files
+    dataset = TrainSet(paths, labels, 1000)
+    dataset.set_epoch(4)
+    direct = torch.stack([dataset[i][0] for i in range(3)])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)
+    assert torch.equal(torch.cat([clean for clean, _, _ in loader]), direct)
+
+
+def test_trainset_bad_file_names_path_train(tmp_path):
+    path = write_wav(tmp_path / "id0/v/8k.wav", np.zeros(4000, np.float32), rate=8000)
+    with pytest.raises(AudioError, match=r"path_train: .*8k\.wav has sample rate 8000"):
+        TrainSet([path], [0], 1000)[0]
+
+
+def test_enrollset_full_wave_segments_and_key(tmp_path):
+    wave = np.arange(5000, dtype=np.float32) / 5000
+    write_wav(tmp_path / "id1/v/00001.wav", wave)
+    full, segments, key = EnrollSet(str(tmp_path), ["id1/v/00001.wav"], 2000, 4)[0]
+    assert key == "id1/v/00001.wav"
+    np.testing.assert_array_equal(full.numpy(), wave)
+    assert segments.shape == (4, 2000)
+    np.testing.assert_array_equal(segments.numpy(), evenly_spaced_segments(wave, 2000, 4))
+
+
+def test_enrollset_missing_file_names_path_test(tmp_path):
+    write_wav(tmp_path / "id1/v/00001.wav", np.zeros(100, np.float32))
+    with pytest.raises(FileNotFoundError, match=r"path_test: 1 of 2 test files not found, the first: .*00002\.wav"):
+        EnrollSet(str(tmp_path), ["id1/v/00001.wav", "id1/v/00002.wav"], 50, 2)
+
+
+def test_enrollset_stereo_names_path_test(tmp_path):
+    write_wav(tmp_path / "id1/v/00001.wav", np.zeros((100, 2), np.float32))
+    with pytest.raises(AudioError, match=r"path_test: .*00001\.wav has 2 channels"):
+        EnrollSet(str(tmp_path), ["id1/v/00001.wav"], 50, 2)[0]

@@ -1,0 +1,104 @@
+import os
+
+import numpy as np
+import pytest
+
+from data.voxceleb import Trials, class_weights, read_trials, scan_voxceleb
+
+VOX1_O = "/work/shared/voxceleb/veri_test.txt"
+
+
+def touch(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "wb").close()
+
+
+@pytest.fixture
+def vox_tree(tmp_path):
+    for rel in ["id002/vidB/00001.wav", "id001/vidA/00002.wav", "id001/vidA/00001.wav",
+                "id001/vidC/deep/00003.wav", "id003/v/00001.wav", "id002/vidB/notes.txt", "loose.wav"]:
+        touch(str(tmp_path / rel))
+    return tmp_path
+
+
+def test_scan_voxceleb_sorted_paths_and_speaker_labels(vox_tree):
+    manifest = scan_voxceleb(str(vox_tree))
+    rel = [os.path.relpath(p, vox_tree) for p in manifest.paths]
+    assert rel == ["id001/vidA/00001.wav", "id001/vidA/00002.wav", "id001/vidC/deep/00003.wav",
+                   "id002/vidB/00001.wav", "id003/v/00001.wav"]
+    assert all(os.path.isabs(p) for p in manifest.paths)
+    assert manifest.speakers == ["id001", "id002", "id003"]
+    assert manifest.labels.dtype == np.int64
+    np.testing.assert_array_equal(manifest.labels, [0, 0, 0, 1, 2])
+
+
+def test_scan_voxceleb_missing_or_empty_root_names_argument(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"path_train: folder not found: .*absent"):
+        scan_voxceleb(str(tmp_path / "absent"))
+    (tmp_path / "empty" / "id001").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"path_test: no \.wav files under .*empty"):
+        scan_voxceleb(str(tmp_path / "empty"), argument="path_test")
+
+
+def test_class_weights_total_over_speaker_count():
+    weights = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)
+    assert weights.dtype == np.float32
+    np.testing.assert_allclose(weights, [6 / 3, 6 / 1, 6 / 2, 0.0])
+
+
+def test_read_trials_vox1_o_counts():
+    trials = read_trials(VOX1_O)
+    assert len(trials.labels) == 37720 and trials.labels.dtype == np.int64
+    assert trials.labels.sum() == 18860
+    assert len(trials.utterances()) == 4715
+    assert (trials.labels[0], trials.enroll[0], trials.test[0]) == (
+        1, "id10270/x6uYqmx31kE/00001.wav", "id10270/8jEAjG6SegY/00008.wav")
+    assert (trials.labels[1], trials.test[1]) == (0, "id10300/ize_eiCFEg0/00003.wav")
+
+
+def test_indices_point_back_at_the_keys():
+    trials = read_trials(VOX1_O)
+    keys = trials.utterances()
+    assert keys == sorted(keys)
+    enroll, test = trials.indices(keys)
+    assert enroll.shape == test.shape == (37720,)
+    assert [keys[i] for i in enroll] == trials.enroll
+    assert [keys[i] for i in test] == trials.test
+
+
+def test_indices_unknown_key_is_named():
+    trials = Trials(labels=np.array([1]), enroll=["a.wav"], test=["b.wav"])
+    with pytest.raises(KeyError, match="b.wav"):
+        trials.indices(["a.wav"])
+
+
+def write(tmp_path, text, name="trials.txt"):
+    path = tmp_path / name
+    path.write_bytes(text.encode())
+    return str(path)
+
+
+def test_read_trials_blank_lines_tabs_and_crlf(tmp_path):
+    trials = read_trials(write(tmp_path, "1 a/x.wav b/y.wav\r\n\r\n0\tc/z.wav  a/x.wav\r\n\n"))
+    np.testing.assert_array_equal(trials.labels, [1, 0])
+    assert trials.enroll == ["a/x.wav", "c/z.wav"] and trials.test == ["b/y.wav", "a/x.wav"]
+    assert trials.utterances() == ["a/x.wav", "b/y.wav", "c/z.wav"]
+
+
+@pytest.mark.parametrize("text, line, why", [
+    ("1 a b\n0 c\n1 d e\n", 2, "2 fields"),
+    ("1 a b\n\n1 a b 0\nc d\n", 3, "4 fields"),
+    ("1 a b\n\n0 c d\nx e f\n", 4, "label must be 0 or 1"),
+    ("1 a b\n2 c d\n", 2, "label must be 0 or 1"),
+])
+def test_read_trials_malformed_line_is_named(tmp_path, text, line, why):
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError, match=rf"path_trials: .*trials\.txt line {line}: {why}"):
+        read_trials(path)
+
+
+def test_read_trials_missing_or_empty_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"path_trials: trial list not found: .*nope\.txt"):
+        read_trials(str(tmp_path / "nope.txt"))
+    with pytest.raises(ValueError, match="path_trials: .*holds no trials"):
+        read_trials(write(tmp_path, "\n\n"))

@@ -1,0 +1,62 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from models.aam import AAMSoftmax
+
+
+def cosines(head, emb):
+    return F.normalize(emb) @ F.normalize(head.weight).T
+
+
+def test_margin_zero_is_scaled_cosine_cross_entropy():
+    torch.manual_seed(0)
+    head = AAMSoftmax(16, 10, margin=0.0, scale=30.0)
+    emb, labels = torch.randn(8, 16), torch.randint(0, 10, (8,))
+    loss, accuracy = head(emb, labels)
+    logits = 30.0 * cosines(head, emb)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, labels))
+    assert accuracy.item() == (logits.argmax(1) == labels).float().mean().item() * 100
+
+
+def test_margin_adds_to_the_target_angle_with_fallback_past_pi():
+    torch.manual_seed(1)
+    margin, scale = 0.2, 30.0
+    head = AAMSoftmax(8, 5, margin=margin, scale=scale)
+    emb, labels = torch.randn(64, 8), torch.arange(64) % 5
+    logits = head.logits(emb, labels)
+    cos = cosines(head, emb)
+    target = cos[torch.arange(64), labels]
+    theta = torch.acos(target.clamp(-1, 1))
+    expected = torch.where(theta + margin < math.pi, torch.cos(theta + margin),
+                           target - math.sin(math.pi - margin) * margin)
+    torch.testing.assert_close(logits[torch.arange(64), labels], scale * expected, rtol=0, atol=1e-4)
+    others = torch.ones_like(cos, dtype=torch.bool)
+    others[torch.arange(64), labels] = False
+    assert torch.equal(logits[others], scale * cos[others])
+
+
+def test_fallback_when_theta_plus_margin_passes_pi():
+    head = AAMSoftmax(2, 2, margin=0.5, scale=1.0)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    emb = torch.tensor([[-1.0, 0.05]])               # theta close to pi for class 0
+    cos = F.normalize(emb)[0, 0]
+    logit = head.logits(emb, torch.tensor([0]))[0, 0]
+    torch.testing.assert_close(logit, cos - math.sin(math.pi - 0.5) * 0.5)
+
+
+def test_class_weights_give_torch_weighted_cross_entropy():
+    torch.manual_seed(2)
+    weights = torch.tensor([1.0, 4.0, 0.5, 2.0], dtype=torch.float64)
+    weighted = AAMSoftmax(8, 4, class_weights=weights)
+    plain = AAMSoftmax(8, 4)
+    plain.load_state_dict(weighted.state_dict())
+    emb, labels = torch.randn(12, 8), torch.tensor([0, 1, 1, 2, 3, 3, 3, 0, 1, 2, 2, 1])
+    loss, _ = weighted(emb, labels)
+    nll = F.cross_entropy(weighted.logits(emb, labels), labels, reduction='none')
+    w = weights.float()[labels]
+    torch.testing.assert_close(loss, (w * nll).sum() / w.sum())
+    assert not torch.allclose(loss, plain(emb, labels)[0])
+    assert set(weighted.state_dict()) == {'weight'}       # checkpoints load with or without weights

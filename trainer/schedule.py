@@ -1,0 +1,42 @@
+"""The per-epoch schedules of OS-KDFT: the KD loss weight and the three learning rates.
+
+Epochs are 1-based, as in the paper; every value is a closed-form function of the epoch,
+so a resumed run sets exactly the values an uninterrupted one would have.
+"""
+import math
+
+
+def kd_weight(epoch, epochs, scale):
+    """KD loss weight: scale x (E - e) / E, falling linearly to 0 at the last epoch."""
+    return scale * (epochs - epoch) / epochs
+
+
+def backend_lr(epoch, lr, lr_min, T_0, T_mult):
+    """ECAPA + AAM LR: cosine annealing with warm restarts stepped once per epoch, epoch 1 at lr
+    (the value torch's CosineAnnealingWarmRestarts gives after epoch - 1 steps)."""
+    t = epoch - 1
+    if T_mult == 1:
+        t_cur, t_i = t % T_0, T_0
+    else:
+        n = int(math.log(t / T_0 * (T_mult - 1) + 1, T_mult))
+        t_cur, t_i = t - T_0 * (T_mult ** n - 1) / (T_mult - 1), T_0 * T_mult ** n
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+
+
+def student_lr(epoch, args):
+    """Student LR: the backend LR x e / W during the warm-up (e < W), then the previous
+    epoch's value x decay."""
+    warmup = args['student_warmup_epochs']
+    last_warm = min(epoch, warmup - 1)
+    lr = backend_lr(last_warm, args['lr'], args['lr_min'], args['T_0'], args['T_mult']) * last_warm / warmup
+    return lr * args['student_lr_decay'] ** (epoch - last_warm)
+
+
+def group_lrs(epoch, args):
+    """The LR of each optimizer group in this epoch: {'backend', 'student', 'adapter'}."""
+    backend = backend_lr(epoch, args['lr'], args['lr_min'], args['T_0'], args['T_mult'])
+    return {
+        'backend': backend,
+        'student': student_lr(epoch, args),
+        'adapter': backend * args['adapter_lr_ratio'],
+    }
