@@ -23,6 +23,16 @@ def evenly_spaced_segments(wave: np.ndarray, num_samples: int, num_seg: int) -> 
     return np.stack([wave[s : s + num_samples] for s in starts])
 
 
+def require_files(root, keys, argument="path_test"):
+    """Fails when any root/key is not a file, naming the argument, the count and the first."""
+    missing = [key for key in keys if not os.path.isfile(os.path.join(root, key))]
+    if missing:
+        raise FileNotFoundError(
+            f"{argument}: {len(missing)} of {len(keys)} test files not found, "
+            f"the first: {os.path.join(root, missing[0])}"
+        )
+
+
 def _naming_argument(err: AudioError, argument: str) -> AudioError:
     return AudioError(f"{argument}: {err}")
 
@@ -66,12 +76,7 @@ class EnrollSet(torch.utils.data.Dataset):
         self.keys = list(keys)
         self.num_samples = num_samples
         self.num_seg = num_seg
-        missing = [key for key in self.keys if not os.path.isfile(os.path.join(root, key))]
-        if missing:
-            raise FileNotFoundError(
-                f"path_test: {len(missing)} of {len(self.keys)} test files not found, "
-                f"the first: {os.path.join(root, missing[0])}"
-            )
+        require_files(root, self.keys)
 
     def __len__(self):
         return len(self.keys)

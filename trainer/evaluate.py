@@ -8,6 +8,11 @@ from trainer.scoring import score_trials, utterance_vectors
 from utils.metrics import compute_metrics
 
 
+def trial_utterances(trial_lists):
+    """The sorted union of the utterances of several trial lists, each embedded once."""
+    return sorted({key for trials in trial_lists.values() for key in trials.utterances()})
+
+
 @torch.no_grad()
 def embed_utterances(model, root, keys, num_samples, num_seg, device, num_workers=0, show_progress=True):
     """Embeds every utterance twice: whole, and as num_seg evenly spaced segments.
@@ -27,7 +32,7 @@ def embed_utterances(model, root, keys, num_samples, num_seg, device, num_worker
 def evaluate(model, trial_lists, root, args, device, show_progress=True):
     """Scores each trial list with one shared enrollment of their utterances.
     trial_lists: {name: Trials}. Returns {name: {'eer', 'min_dcf_0.05', 'min_dcf_0.01', 'trials', 'scores'}}."""
-    keys = sorted({key for trials in trial_lists.values() for key in trials.utterances()})
+    keys = trial_utterances(trial_lists)
     full, seg_mean = embed_utterances(model, root, keys, args['num_test_frames'] * 160, args['num_seg'],
                                       device, args['num_workers'], show_progress)
     results = {}

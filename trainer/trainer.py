@@ -6,14 +6,14 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from data.augment import Augmenter
-from data.datasets import TrainSet
+from data.datasets import TrainSet, require_files
 from data.voxceleb import class_weights, read_trials, scan_voxceleb
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
 from models.speaker_net import SpeakerNet
 from models.ssl import count_parameters, load_teacher
 from models.student import Student
-from trainer.evaluate import evaluate
+from trainer.evaluate import evaluate, trial_utterances
 from trainer.oskdft import train_epoch
 from trainer.schedule import group_lrs
 from utils import distributed
@@ -50,7 +50,8 @@ def set_lrs(optimizer, epoch, args):
 
 
 def load_trial_lists(args, logger):
-    """The trial lists found in path_trials; one that is not there is left out, and said so."""
+    """The trial lists found in path_trials (one that is not there is left out, and said so),
+    checked before any training to name only files that path_test holds."""
     lists = {}
     for name, key in TRIAL_LISTS.items():
         path = os.path.join(args['path_trials'], args[key]) if args['path_trials'] else None
@@ -58,16 +59,8 @@ def load_trial_lists(args, logger):
             lists[name] = read_trials(path)
         else:
             logger.log_text(f'{name}: no trial list {path or args[key]!r} ({key} in path_trials), left out')
+    require_files(args['path_test'], trial_utterances(lists))
     return lists
-
-
-def check_test_files(trial_lists, root):
-    """Fails before any training when a trial list names a file path_test does not hold."""
-    keys = {key for trials in trial_lists.values() for key in trials.utterances()}
-    missing = sorted(key for key in keys if not os.path.isfile(os.path.join(root, key)))
-    if missing:
-        raise FileNotFoundError(f'path_test={root!r} lacks {len(missing)} file(s) named in the trial lists, '
-                                f'e.g. {missing[0]!r}; set path_test to the VoxCeleb1 wav root')
 
 
 def build_train_loader(args, manifest, device):
@@ -125,7 +118,6 @@ def train(args, logger, device):
     """The whole OS-KDFT run."""
     manifest = scan_voxceleb(args['path_train'], 'path_train')
     trial_lists = load_trial_lists(args, logger)
-    check_test_files(trial_lists, args['path_test'])
     loader = build_train_loader(args, manifest, device)
     teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl']).to(device)
     num_classes = len(manifest.speakers)
@@ -184,6 +176,5 @@ def evaluate_checkpoint(args, logger, device):
     model.load_state_dict(state['model'])
     model.to(device)
     trial_lists = load_trial_lists(args, logger)
-    check_test_files(trial_lists, args['path_test'])
     params = parameter_counts(teacher, model)
     return final_evaluation(model, trial_lists, args, device, logger, state['best']['epoch'], params)

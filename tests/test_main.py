@@ -1,0 +1,94 @@
+"""The whole experiment end to end on a very small demo corpus, and the command line's errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import main
+from data.demo import prepare_demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL_DEMO = dict(num_train_speakers=6, num_test_speakers=4, num_vox1_o_speakers=2, videos_per_speaker=2,
+                  utterances_per_video=2, num_musan_per_kind=2, num_rirs=2)
+FAST = ['model_name_or_path=tiny', 'num_hidden_layers=2', 'batch_size=4', 'ecapa_channels=16', 'embedding_size=32', 'num_workers=0',
+        'num_test_frames=100', 'spec_mask_freq=12', 'device=cpu']
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+    return prepare_demo(str(tmp_path_factory.mktemp('demo')), **SMALL_DEMO)
+
+
+@pytest.fixture(scope='module')
+def run_dir(corpus, tmp_path_factory):
+    path_log = tmp_path_factory.mktemp('exp')
+    paths = [f'{key}={value}' for key, value in corpus.items()]
+    main.main(paths + FAST + ['epoch=2', f'path_log={path_log}', 'name=e2e'])
+    (folder,) = (path_log / 'OS-KDFT').iterdir()
+    return folder
+
+
+def read_metrics(folder):
+    return [json.loads(line) for line in (folder / 'metrics.jsonl').read_text().splitlines()]
+
+
+def test_run_writes_results_for_every_trial_list(run_dir):
+    results = json.loads((run_dir / 'results.json').read_text())
+    assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params'}
+    assert results['Vox1-O']['trials'] == 16 and results['Vox1-E']['trials'] == 32
+    for name in ('Vox1-O', 'Vox1-E', 'Vox1-H'):
+        assert 0.0 <= results[name]['eer'] <= 100.0
+        assert 0.0 <= results[name]['min_dcf_0.01'] <= 1.0 + 1e-12
+    assert results['best_epoch'] in (1, 2)
+    params = results['params']
+    assert params['student'] < params['teacher'] and params['backend'] > 0
+
+
+def test_metrics_hold_the_epoch_zero_and_per_epoch_evaluation(run_dir):
+    metrics = read_metrics(run_dir)
+    eer_steps = [m['step'] for m in metrics if m['name'] == 'eval/Vox1-O/eer']
+    assert eer_steps[:3] == [0, 1, 2]
+    kd = {m['step']: m['value'] for m in metrics if m['name'] == 'loss/kd'}
+    assert set(kd) == {1, 2} and kd[1] > 0 and kd[2] == 0.0       # KD weight (E - e) / E reaches 0
+    lrs = {m['step']: m['value'] for m in metrics if m['name'] == 'lr/adapter'}
+    assert lrs[1] == pytest.approx(1e-3)                           # 10 x the ECAPA LR of epoch 1
+    for m in metrics:
+        assert set(m) == {'name', 'value', 'step', 'time'}
+
+
+def test_run_folder_holds_checkpoints_scores_plots_and_parameters(run_dir):
+    for name in ('last.pt', 'best.pt'):
+        state = torch.load(run_dir / name, map_location='cpu', weights_only=True)
+        assert state['epoch'] in (1, 2) and 'student.ssl.feature_extractor.conv_layers.0.conv.weight' in state['model']
+    assert len((run_dir / 'scores' / 'Vox1-O.txt').read_text().splitlines()) == 16
+    for plot in ('loss.png', 'eer.png', 'det_Vox1-H.png'):
+        assert (run_dir / 'plots' / plot).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert json.loads((run_dir / 'parameters.json').read_text())['epoch'] == 2
+    assert (run_dir / 'source' / 'main.py').is_file()
+
+
+def test_evaluate_mode_reproduces_the_best_models_results(run_dir, corpus, tmp_path):
+    paths = [f'{key}={corpus[key]}' for key in ('path_test', 'path_trials')]
+    main.main(paths + FAST + ['mode=evaluate', f'checkpoint={run_dir / "best.pt"}', f'path_log={tmp_path}'])
+    (folder,) = (tmp_path / 'OS-KDFT').iterdir()
+    again = json.loads((folder / 'results.json').read_text())
+    first = json.loads((run_dir / 'results.json').read_text())
+    for name in ('Vox1-O', 'Vox1-E', 'Vox1-H'):
+        assert again[name]['eer'] == pytest.approx(first[name]['eer'], abs=1e-9)
+    assert again['best_epoch'] == first['best_epoch']
+
+
+@pytest.mark.parametrize('argument, message', [
+    ('epochs=3', "unknown argument 'epochs'. Did you mean epoch?"),
+    ('nonsense=1', "unknown argument 'nonsense'"),
+    ('path_train=/no/such/folder', "path_train='/no/such/folder' is not a folder"),
+])
+def test_bad_command_line_fails_at_once_with_one_clear_line(argument, message, tmp_path):
+    done = subprocess.run([sys.executable, 'main.py', argument, f'path_log={tmp_path / "exp"}'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f'error: {message}' or done.stderr.strip().startswith(f'error: {message}')
+    assert not (tmp_path / 'exp').exists()
