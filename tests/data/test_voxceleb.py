@@ -5,7 +5,7 @@ import pytest
 
 from data.voxceleb import Trials, class_weights, read_trials, scan_voxceleb
 
-VOX1_O = "/work/shared/voxceleb/veri_test.txt"
+VOX1_O = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "voxceleb", "veri_test.txt")
 
 
 def touch(path):
