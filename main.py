@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from arguments import ArgumentError, get_args
+from arguments import DATASET_PATHS, ArgumentError, get_args
 from data.demo import prepare_demo
 from log.controller import LogModuleController
 from trainer.trainer import evaluate_checkpoint, train
@@ -37,13 +37,19 @@ def check_arguments(args):
         raise ArgumentError('student_warmup_epochs must be at least 2 (the warm-up is e / W for e < W)')
     if args['mode'] == 'train' and args['epoch'] < 1:
         raise ArgumentError(f'epoch={args["epoch"]}: train for at least one epoch')
-    needed = ['path_train'] if args['mode'] == 'train' else []
-    needed += ['path_test'] if args['path_trials'] else []
-    for key in needed + ['path_trials', 'path_musan', 'path_rir']:
-        if key in needed and not args[key]:
+    if bool(args['path_musan']) != bool(args['path_rir']):
+        missing = 'path_rir' if args['path_musan'] else 'path_musan'
+        raise ArgumentError(f'{missing} is not set: augmentation needs both path_musan and path_rir (or neither)')
+    required = ['path_train'] if args['mode'] == 'train' else []
+    required += ['path_test'] if args['path_trials'] else []
+    for key in required:
+        if not args[key]:
             raise ArgumentError(f'{key} is not set: give the folder in arguments.py or as {key}=PATH')
+    for key in DATASET_PATHS:
         if args[key] and not os.path.isdir(args[key]):
             raise ArgumentError(f'{key}={args[key]!r} is not a folder')
+    if args['mode'] == 'evaluate' and not (args['checkpoint'] and os.path.isfile(args['checkpoint'])):
+        raise ArgumentError(f'checkpoint={args["checkpoint"]!r}: mode=evaluate needs the last.pt / best.pt of a run')
 
 
 def use_demo_corpus(args):

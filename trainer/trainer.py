@@ -69,7 +69,7 @@ def build_train_loader(args, manifest, device):
         raise ValueError(f'batch_size={args["batch_size"]} is the total over {world} processes: '
                          f'make it a multiple of {world}')
     augment = None
-    if args['path_musan'] or args['path_rir']:
+    if args['path_musan']:
         augment = Augmenter(args['path_musan'], args['path_rir'], args['aug_p'], args['clip_p'], args['ease_p'])
     dataset = TrainSet(manifest.paths, manifest.labels, args['num_train_frames'] * FRAME_SAMPLES, augment,
                        args['seed'])
@@ -167,8 +167,6 @@ def train(args, logger, device):
 
 def evaluate_checkpoint(args, logger, device):
     """mode=evaluate: rebuilds the model a checkpoint was trained with and scores the trial lists."""
-    if not args['checkpoint'] or not os.path.isfile(args['checkpoint']):
-        raise FileNotFoundError(f'checkpoint={args["checkpoint"]!r}: give the last.pt / best.pt of a run')
     state = torch.load(args['checkpoint'], map_location='cpu', weights_only=True)
     model_args = {**args, **state['args']}
     teacher = load_teacher(model_args['model_name_or_path'], model_args['tiny_ssl'])
