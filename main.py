@@ -56,6 +56,7 @@ def use_demo_corpus(args):
     """Points every dataset path at the embedded demo corpus, made once into path_cache."""
     root = os.path.join(args['path_cache'], 'demo')
     if distributed.is_main():
+        print(f'embedded demo: corpus under {root} (generated on the first run, about 30 s)', flush=True)
         prepare_demo(root, seed=args['seed'])
     distributed.barrier()
     args.update(prepare_demo(root, seed=args['seed']))

@@ -79,7 +79,16 @@ def build_train_loader(args, manifest, device):
                       num_workers=args['num_workers'], pin_memory=device.type == 'cuda')
 
 
-def log_evaluation(logger, results, epoch, keys=None):
+def log_training(logger, epoch, lrs, losses):
+    for name, value in lrs.items():
+        logger.log_metric(f'lr/{name}', value, epoch)
+    for name in ('kd', 'sv', 'total'):
+        logger.log_metric(f'loss/{name}', losses[name], epoch)
+    logger.log_text(f'epoch {epoch}: loss/kd {losses["kd"]:.4f} loss/sv {losses["sv"]:.4f} '
+                    f'accuracy {losses["accuracy"]:.1f} %')
+
+
+def log_evaluation(logger, results, epoch):
     for name, result in results.items():
         for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
             logger.log_metric(f'eval/{name}/{metric}', result[metric], epoch)
@@ -140,12 +149,7 @@ def train(args, logger, device):
         loader.sampler.set_epoch(epoch)
         loader.dataset.set_epoch(epoch)
         losses = train_epoch(model, teacher, loader, optimizer, epoch, args, device, show)
-        for name, value in lrs.items():
-            logger.log_metric(f'lr/{name}', value, epoch)
-        for name in ('kd', 'sv', 'total'):
-            logger.log_metric(f'loss/{name}', losses[name], epoch)
-        logger.log_text(f'epoch {epoch}: loss/kd {losses["kd"]:.4f} loss/sv {losses["sv"]:.4f} '
-                        f'accuracy {losses["accuracy"]:.1f} %')
+        log_training(logger, epoch, lrs, losses)
         eer = float('nan')
         if tuning:
             results = evaluate(model, tuning, args['path_test'], args, device, show)
@@ -175,4 +179,4 @@ def evaluate_checkpoint(args, logger, device):
     model.to(device)
     trial_lists = load_trial_lists(args, logger)
     params = parameter_counts(teacher, model)
-    return final_evaluation(model, trial_lists, args, device, logger, state['best']['epoch'], params)
+    return final_evaluation(model, trial_lists, args, device, logger, state['epoch'], params)
