@@ -6,6 +6,7 @@ import numpy as np
 import soundfile as sf
 
 SAMPLE_RATE = 16000
+FRAME_SAMPLES = 160      # one 10 ms frame: num_train_frames / num_test_frames count these
 
 
 class AudioError(ValueError):

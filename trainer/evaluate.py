@@ -3,6 +3,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from data.audio import FRAME_SAMPLES
 from data.datasets import EnrollSet
 from trainer.scoring import score_trials, utterance_vectors
 from utils.metrics import compute_metrics
@@ -33,8 +34,9 @@ def evaluate(model, trial_lists, root, args, device, show_progress=True):
     """Scores each trial list with one shared enrollment of their utterances.
     trial_lists: {name: Trials}. Returns {name: {'eer', 'min_dcf_0.05', 'min_dcf_0.01', 'trials', 'scores'}}."""
     keys = trial_utterances(trial_lists)
-    full, seg_mean = embed_utterances(model, root, keys, args['num_test_frames'] * 160, args['num_seg'],
-                                      device, args['num_workers'], show_progress)
+    num_samples = args['num_test_frames'] * FRAME_SAMPLES
+    full, seg_mean = embed_utterances(model, root, keys, num_samples, args['num_seg'], device, args['num_workers'],
+                                      show_progress)
     results = {}
     for name, trials in trial_lists.items():
         enroll_idx, test_idx = trials.indices(keys)

@@ -5,6 +5,7 @@ import os
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from data.audio import FRAME_SAMPLES
 from data.augment import Augmenter
 from data.datasets import TrainSet, require_files
 from data.voxceleb import class_weights, read_trials, scan_voxceleb
@@ -19,7 +20,6 @@ from trainer.schedule import group_lrs
 from utils import distributed
 
 TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': 'trials_vox1_h'}
-FRAME_SAMPLES = 160      # one 10 ms frame at 16 kHz
 MODEL_ARGS = ('model_name_or_path', 'tiny_ssl', 'num_hidden_layers', 'adapter_bottleneck', 'adapter_scale',
               'adapter_input_residual', 'ecapa_channels', 'embedding_size', 'spec_mask_freq', 'spec_mask_time',
               'spec_mask_p', 'aam_margin', 'aam_scale')
