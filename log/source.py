@@ -7,10 +7,12 @@ SOURCE_NAMES = ('requirements.txt', 'README.md')
 
 
 def is_skipped_dir(path, name, skip_paths):
-    """Hidden folders (.git, .venv, caches), __pycache__, any virtualenv, and the given folders."""
+    """Hidden folders (.git, .venv, caches), __pycache__, any virtualenv, the given folders, and
+    folders holding no Python file themselves (data, earlier runs), so no large tree is walked."""
     return (name.startswith('.') or name == '__pycache__'
             or os.path.isfile(os.path.join(path, 'pyvenv.cfg'))
-            or os.path.realpath(path) in skip_paths)
+            or os.path.realpath(path) in skip_paths
+            or not any(entry.endswith('.py') for entry in os.listdir(path)))
 
 
 def copy_source_files(root, destination, skip=()):

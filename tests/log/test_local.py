@@ -92,6 +92,8 @@ def test_source_copy_redacts_planted_tokens_and_skips_what_is_not_source(tmp_pat
         (root / skipped).mkdir(parents=True)
         (root / skipped / 'skipped.py').write_text('y = 2\n')
     (root / 'env' / 'pyvenv.cfg').write_text('home = /usr\n')
+    (root / 'data_dump' / 'nested').mkdir(parents=True)             # no Python file of its own: not walked
+    (root / 'data_dump' / 'nested' / 'deep.py').write_text('z = 3\n')
 
     logger = build(root / 'exp', source_root=root)
     copied = files_under(os.path.join(logger.run_dir, 'source'))
