@@ -1,12 +1,12 @@
 """Enrollment and scoring of trial lists: full-utterance + segment embeddings, then EER / minDCF."""
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from data.audio import FRAME_SAMPLES
 from data.datasets import EnrollSet
 from trainer.scoring import score_trials, utterance_vectors
 from utils.metrics import compute_metrics
+from utils.progress import progress_bar
 
 
 def trial_utterances(trial_lists):
@@ -23,7 +23,7 @@ def embed_utterances(model, root, keys, num_samples, num_seg, device, num_worker
     loader = DataLoader(EnrollSet(root, keys, num_samples, num_seg), batch_size=1,
                         num_workers=num_workers)
     full, segments = [], []
-    for wave, segs, _ in tqdm(loader, desc='enroll', leave=False, disable=not show_progress):
+    for wave, segs, _ in progress_bar(loader, 'enroll', show_progress):
         full.append(model.embed(wave.to(device)).float().cpu())           # (1, E)
         segments.append(model.embed(segs[0].to(device)).float().cpu())    # (S, E)
     model.train(was_training)

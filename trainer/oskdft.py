@@ -1,10 +1,10 @@
 """The one-step KD + FT training epoch of OS-KDFT."""
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from models.ssl import frozen_forward
 from trainer.schedule import kd_weight
+from utils.progress import progress_bar
 
 
 def train_epoch(model, teacher, loader, optimizer, epoch, args, device, show_progress=True):
@@ -14,7 +14,7 @@ def train_epoch(model, teacher, loader, optimizer, epoch, args, device, show_pro
     model.train()
     weight = kd_weight(epoch, args['epoch'], args['kd_weight'])
     sums = torch.zeros(4, dtype=torch.float64)
-    bar = tqdm(loader, desc=f'epoch {epoch}', leave=False, disable=not show_progress)
+    bar = progress_bar(loader, f'epoch {epoch}', show_progress)
     for clean, augmented, labels in bar:
         clean, augmented, labels = clean.to(device), augmented.to(device), labels.to(device)
         target = frozen_forward(teacher, clean)                          # (B, T, D)
