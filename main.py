@@ -5,6 +5,7 @@
     python main.py mode=evaluate checkpoint=exp/.../best.pt path_test=... path_trials=...
 """
 import os
+import re
 import sys
 
 import torch
@@ -94,7 +95,7 @@ def user_message(error):
     """The one line that names what to fix; errors raised in a data-loading worker arrive
     wrapped in the worker's traceback, whose last line is the original message."""
     lines = str(error).strip().splitlines()
-    return lines[-1] if lines else type(error).__name__
+    return re.sub(r'^[\w.]+(Error|Exception): ', '', lines[-1]) if lines else type(error).__name__
 
 
 if __name__ == '__main__':
