@@ -17,8 +17,15 @@ SYSTEM_ARGS = {
     'path_rir': None,                   # RIR root (e.g. RIRS_NOISES/simulated_rirs), searched recursively
     'num_workers': 4,                   # data-loading processes per GPU
     'device': 'auto',                   # 'auto' (CUDA when visible), 'cuda' or 'cpu'
+    'usable_gpu': None,                 # e.g. '0,1,2,3': the GPUs `python main.py` starts one process on each
+    'amp': 'auto',                      # 'none', 'bf16', 'fp16' (with loss scaling); auto: bf16 where the GPU has it
+    'compile': False,                   # torch.compile the student and ECAPA-TDNN
     'mode': 'train',                    # 'train' or 'evaluate' (scores the trial lists with `checkpoint`)
     'checkpoint': None,                 # a last.pt / best.pt of an earlier run, for mode=evaluate
+    'resume': None,                     # a run's last.pt, or 'auto': the newest last.pt of this `name`
+    'checkpoint_minutes': 30.0,         # last.pt is also saved this often within an epoch
+    'max_bad_steps': 50,                # this many non-finite steps in a row stop the run (last.pt saved)
+    'log_interval': 100,                # steps between reads of the losses from the device
     'project': 'OS-KDFT',
     'name': 'oskdft',
     'tags': 'oskdft',                   # comma separated

@@ -2,30 +2,38 @@
 
     python main.py                      # the embedded demo: no download, no GPU
     python main.py key=value ...        # any key of arguments.py
-    python main.py mode=evaluate checkpoint=exp/.../best.pt path_test=... path_trials=...
+    torchrun --nproc_per_node=N main.py ...     # N processes (GPUs); plain `python main.py` uses every visible GPU
+    python main.py resume=auto          # continue the newest interrupted run of this name in its own folder
+    python main.py mode=evaluate checkpoint=exp/.../best.pt
 """
+import glob
 import os
 import re
 import sys
+import warnings
 
 import torch
 
-from arguments import DATASET_PATHS, ArgumentError, get_args
+from arguments import DATASET_PATHS, EXPERIMENT_ARGS, SYSTEM_ARGS, ArgumentError, get_args, parse_overrides
 from data.demo import prepare_demo
 from log.controller import LogModuleController
+from trainer.loop import TrainingDiverged
 from trainer.trainer import evaluate_checkpoint, train
 from utils import distributed
-from utils.seed import seed_everything
+from utils.checkpoint import load_checkpoint
 
 PROJECT_ROOT = os.path.dirname(os.path.abspath(__file__))
+AMP_MODES = ('auto', 'none', 'bf16', 'fp16')
 
 
-def pick_device(name):
+def device_type(name):
     if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name not in ('cuda', 'cpu'):
+        raise ArgumentError(f'device={name!r}: expected auto, cuda or cpu')
     if name == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('device=cuda but no GPU is visible; use device=auto or device=cpu')
-    return torch.device(name)
+        raise ArgumentError('device=cuda but no GPU is visible; use device=auto or device=cpu')
+    return name
 
 
 def check_arguments(args):
@@ -34,10 +42,14 @@ def check_arguments(args):
         raise ArgumentError(f'mode={args["mode"]!r}: expected train or evaluate')
     if args['method'] != 'oskdft':
         raise ArgumentError(f'method={args["method"]!r}: this version runs method=oskdft')
+    if args['amp'] not in AMP_MODES:
+        raise ArgumentError(f'amp={args["amp"]!r}: expected one of {", ".join(AMP_MODES)}')
     if args['student_warmup_epochs'] < 2:
         raise ArgumentError('student_warmup_epochs must be at least 2 (the warm-up is e / W for e < W)')
     if args['mode'] == 'train' and args['epoch'] < 1:
         raise ArgumentError(f'epoch={args["epoch"]}: train for at least one epoch')
+    if args['max_bad_steps'] < 1 or args['log_interval'] < 1:
+        raise ArgumentError('max_bad_steps and log_interval must be at least 1')
     if bool(args['path_musan']) != bool(args['path_rir']):
         missing = 'path_rir' if args['path_musan'] else 'path_musan'
         raise ArgumentError(f'{missing} is not set: augmentation needs both path_musan and path_rir (or neither)')
@@ -49,12 +61,46 @@ def check_arguments(args):
     for key in DATASET_PATHS:
         if args[key] and not os.path.isdir(args[key]):
             raise ArgumentError(f'{key}={args[key]!r} is not a folder')
-    if args['mode'] == 'evaluate' and not (args['checkpoint'] and os.path.isfile(args['checkpoint'])):
-        raise ArgumentError(f'checkpoint={args["checkpoint"]!r}: mode=evaluate needs the last.pt / best.pt of a run')
+    if args['mode'] == 'evaluate' and not args['checkpoint']:
+        raise ArgumentError('checkpoint is not set: mode=evaluate needs the last.pt / best.pt of a run')
+
+
+def find_last_checkpoint(args):
+    """resume=auto: the newest last.pt among the run folders of this project and name, or None."""
+    pattern = os.path.join(args['path_log'], args['project'], glob.escape(args['name']) + '-*', 'last.pt')
+    found = glob.glob(pattern)
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def resolve_arguments(argv):
+    """(args, resume state or None). A resumed run takes its settings from its checkpoint (the
+    command line may change the machine's settings, not the experiment); mode=evaluate takes the
+    model and data settings of its checkpoint, overridden by the command line."""
+    args = get_args(argv)[0]
+    overrides = parse_overrides(argv, {**SYSTEM_ARGS, **EXPERIMENT_ARGS})
+    if args['resume'] and args['mode'] == 'train':
+        path = find_last_checkpoint(args) if args['resume'] == 'auto' else args['resume']
+        if path is None:
+            print(f'resume=auto: no last.pt of a run named {args["name"]!r} under {args["path_log"]}; '
+                  f'starting a new run', flush=True)
+            return args, None
+        state = load_checkpoint(path, 'resume')
+        saved = state['args']
+        changed = sorted(key for key in overrides if key in EXPERIMENT_ARGS and overrides[key] != saved.get(key))
+        if changed:
+            kept = ', '.join(f'{key}={saved.get(key)!r}' for key in changed)
+            raise ArgumentError(f'resume continues a run with its own settings: {", ".join(changed)} cannot change '
+                                f'(the run has {kept}); start a new run to change them')
+        args = {**args, **state['args'], **overrides, 'resume': path}
+        return args, state
+    if args['mode'] == 'evaluate' and args['checkpoint']:
+        saved = load_checkpoint(args['checkpoint'])['args']
+        args = {**args, **saved, **overrides, 'mode': 'evaluate', 'resume': None}
+    return args, None
 
 
 def use_demo_corpus(args):
-    """Points every dataset path at the embedded demo corpus, made once into path_cache."""
+    """Points every dataset path at the embedded demo corpus, made once into path_cache by rank 0."""
     root = os.path.join(args['path_cache'], 'demo')
     if distributed.is_main():
         print(f'embedded demo: corpus under {root} (generated on the first run, about 30 s)', flush=True)
@@ -63,43 +109,82 @@ def use_demo_corpus(args):
     args.update(prepare_demo(root, seed=args['seed']))
 
 
-def main(argv):
-    args, system_args, experiment_args = get_args(argv)
+def prepare(args):
     if args['demo']:
         use_demo_corpus(args)
     check_arguments(args)
-    device = pick_device(args['device'])
-    seed_everything(args['seed'])
 
+
+def processes_to_start(args):
+    """How many processes plain `python main.py` starts: one per usable GPU (1 under torchrun or on CPU)."""
+    if distributed.launched_as_job():
+        return 1
+    if args['usable_gpu']:
+        os.environ['CUDA_VISIBLE_DEVICES'] = args['usable_gpu']     # before anything asks CUDA
+    return 1 if device_type(args['device']) == 'cpu' else max(torch.cuda.device_count(), 1)
+
+
+def run(args, resume_state):
+    """One process of the job (the only one on CPU): join the job, then train or evaluate."""
+    device = distributed.init(device_type(args['device']))
+    if not distributed.is_main():
+        quiet_libraries()
+    prepare(args)
+    run_dir = os.path.dirname(os.path.abspath(args['resume'])) if resume_state else None
     logger = (LogModuleController.Builder(args['name'], args['project'])
               .tags(args['tags'].split(','))
               .description(args['description'])
               .save_source_files(PROJECT_ROOT)
-              .use_local(args['path_log'])
+              .use_local(args['path_log'], run_dir)
               .build(rank=distributed.rank()))
     logger.log_parameter(args)
-    logger.log_text(f'device {device}; {"embedded demo corpus" if args["demo"] else "dataset"} '
+    logger.log_text(f'device {device} x {distributed.world_size()} process(es); '
+                    f'{"embedded demo corpus" if args["demo"] else "dataset"} '
                     f'train={args["path_train"]} test={args["path_test"]}')
     try:
-        run = evaluate_checkpoint if args['mode'] == 'evaluate' else train
-        results = run(args, logger, device)
-        logger.log_text(f'results: { {k: v for k, v in results.items() if k != "params"} }')
+        if args['mode'] == 'evaluate':
+            results = evaluate_checkpoint(args, logger, device)
+        else:
+            results = train(args, logger, device, resume_state)
+        if results is not None:
+            logger.log_text(f'results: { {k: v for k, v in results.items() if k != "params"} }')
     except Exception as error:
         logger.log_text(f'stopped: {user_message(error)}')
         raise
     finally:
         logger.finish()
+    distributed.shutdown()
+
+
+def quiet_libraries():
+    """Ranks other than 0 print nothing but errors."""
+    import transformers
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings('ignore')
+
+
+def main(argv):
+    args, resume_state = resolve_arguments(argv)
+    processes = processes_to_start(args)
+    if processes == 1:
+        run(args, resume_state)
+        return
+    prepare(args)       # the corpus and the argument checks once, before any process starts
+    print(f'starting {processes} processes, one per GPU', flush=True)
+    distributed.spawn(run, processes, args, resume_state)
 
 
 def user_message(error):
-    """The one line that names what to fix; errors raised in a data-loading worker arrive
-    wrapped in the worker's traceback, whose last line is the original message."""
+    """The one line that names what to fix; errors raised in a data-loading worker or another
+    process arrive wrapped in its traceback, whose last line is the original message."""
     lines = str(error).strip().splitlines()
-    return re.sub(r'^[\w.]+(Error|Exception): ', '', lines[-1]) if lines else type(error).__name__
+    return re.sub(r'^[\w.]+(Error|Exception|Diverged): ', '', lines[-1]) if lines else type(error).__name__
 
 
 if __name__ == '__main__':
     try:
         main(sys.argv[1:])
-    except (OSError, ValueError) as error:      # what a user can cause: paths, audio, arguments
+    except (OSError, ValueError, TrainingDiverged) as error:      # what a user can cause: paths, audio, arguments
+        sys.exit(f'error: {user_message(error)}')
+    except torch.multiprocessing.ProcessRaisedException as error:
         sys.exit(f'error: {user_message(error)}')

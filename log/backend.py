@@ -19,8 +19,11 @@ class LogBackend:
     def log_parameter(self, params):
         pass
 
-    def log_metric(self, name, value, step):
-        pass
+    def log_metric(self, name, value, step, at=None):
+        """at: the time of the value (seconds since the epoch), now when None."""
+
+    def restore_metrics(self, records):
+        """A resumed run: the records its checkpoint holds are the run's metrics so far."""
 
     def log_text(self, text):
         pass

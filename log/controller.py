@@ -8,6 +8,7 @@
 
 A new backend (wandb, neptune) is one LogBackend subclass and one `use_...` method of the Builder.
 """
+import time
 from functools import partial
 
 from log.backend import RunInfo
@@ -19,6 +20,7 @@ class LogModuleController:
     def __init__(self, backends, enabled=True):
         self.backends = backends
         self.enabled = enabled
+        self.records = []       # every metric logged: a checkpoint carries them, a resume restores them
 
     @property
     def run_dir(self):
@@ -31,8 +33,17 @@ class LogModuleController:
             backend.log_parameter(params)
 
     def log_metric(self, name, value, step):
+        if not self.enabled:
+            return
+        record = {'name': name, 'value': float(value), 'step': step, 'time': time.time()}
+        self.records.append(record)
         for backend in self.backends:
-            backend.log_metric(name, value, step)
+            backend.log_metric(name, record['value'], step, at=record['time'])
+
+    def restore_metrics(self, records):
+        self.records = [dict(record) for record in records] if self.enabled else []
+        for backend in self.backends:
+            backend.restore_metrics(self.records)
 
     def log_text(self, text):
         if self.enabled:
@@ -75,8 +86,9 @@ class LogModuleController:
             self.run.source_root = root
             return self
 
-        def use_local(self, path_log):
-            self.backend_makers.append(partial(LocalBackend, path_log))
+        def use_local(self, path_log, run_dir=None):
+            """Files in a new run folder under path_log, or in run_dir when a run is resumed."""
+            self.backend_makers.append(partial(LocalBackend, path_log, run_dir=run_dir))
             return self
 
         def build(self, rank=0):

@@ -16,6 +16,7 @@ import torch
 from log.backend import LogBackend
 from log.plots import plot_curves, plot_det
 from log.source import copy_source_files
+from utils.checkpoint import save_checkpoint, write_atomic
 from utils.metrics import compute_eer, det_curve
 
 
@@ -32,20 +33,6 @@ def create_run_dir(parent, name):
             continue
 
 
-def write_atomic(path, write, mode='wb'):
-    """write(file) into a temporary file, then renames it over path: a kill leaves the old file or the new."""
-    temporary = f'{path}.tmp-{os.getpid()}'
-    try:
-        with open(temporary, mode) as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def to_json(value):
     """json's fallback for numpy and torch values."""
     if isinstance(value, (np.generic, np.ndarray, torch.Tensor)):
@@ -58,14 +45,20 @@ def write_json(path, data):
 
 
 class LocalBackend(LogBackend):
-    def __init__(self, path_log, run):
-        self.run_dir = os.path.abspath(create_run_dir(os.path.join(path_log, run.project), run.name))
-        print(f'run folder: {self.run_dir}', flush=True)
-        write_json(os.path.join(self.run_dir, 'run.json'),
-                   {'name': run.name, 'project': run.project, 'tags': run.tags,
-                    'description': run.description, 'start': time.strftime('%Y-%m-%d %H:%M:%S')})
-        if run.source_root:
-            copy_source_files(run.source_root, os.path.join(self.run_dir, 'source'), skip=[path_log])
+    def __init__(self, path_log, run, run_dir=None):
+        """A new run folder under path_log, or, with run_dir, the existing folder of a run being
+        resumed: its files are appended to, nothing in it is replaced."""
+        if run_dir:
+            self.run_dir = os.path.abspath(run_dir)
+            print(f'run folder (resumed): {self.run_dir}', flush=True)
+        else:
+            self.run_dir = os.path.abspath(create_run_dir(os.path.join(path_log, run.project), run.name))
+            print(f'run folder: {self.run_dir}', flush=True)
+            write_json(os.path.join(self.run_dir, 'run.json'),
+                       {'name': run.name, 'project': run.project, 'tags': run.tags,
+                        'description': run.description, 'start': time.strftime('%Y-%m-%d %H:%M:%S')})
+            if run.source_root:
+                copy_source_files(run.source_root, os.path.join(self.run_dir, 'source'), skip=[path_log])
         self.parameters = {}
         self.history = defaultdict(list)        # metric name -> [(step, value)]
         self.metrics_file = open(self.path('metrics.jsonl'), 'a', encoding='utf-8')
@@ -81,11 +74,29 @@ class LocalBackend(LogBackend):
         self.parameters.update(params)
         write_json(self.path('parameters.json'), self.parameters)
 
-    def log_metric(self, name, value, step):
-        value = float(value)
-        self.metrics_file.write(json.dumps({'name': name, 'value': value, 'step': step, 'time': time.time()}) + '\n')
+    def log_metric(self, name, value, step, at=None):
+        self.write_metric({'name': name, 'value': float(value), 'step': step, 'time': at or time.time()})
+        self.redraw_plots(name)
+
+    def write_metric(self, record):
+        self.metrics_file.write(json.dumps(record) + '\n')
         self.metrics_file.flush()
-        self.history[name].append((step, value))
+        self.history[record['name']].append((record['step'], record['value']))
+
+    def restore_metrics(self, records):
+        """metrics.jsonl rewritten to hold exactly these records (those a resumed checkpoint had
+        logged: lines written after it are dropped, as the resumed run logs them again)."""
+        self.metrics_file.close()
+        write_atomic(self.path('metrics.jsonl'), lambda file: file.writelines(json.dumps(r) + '\n' for r in records),
+                     mode='w')
+        self.metrics_file = open(self.path('metrics.jsonl'), 'a', encoding='utf-8')
+        self.history.clear()
+        for record in records:
+            self.history[record['name']].append((record['step'], record['value']))
+        for name in {record['name'] for record in records}:
+            self.redraw_plots(name)
+
+    def redraw_plots(self, name):
         if name.startswith('loss/'):
             self.redraw('loss.png', 'loss', lambda key: key.startswith('loss/'))
         elif name.startswith('eval/') and name.endswith('/eer'):
@@ -100,7 +111,7 @@ class LocalBackend(LogBackend):
         self.text_file.flush()
 
     def save_checkpoint(self, name, state):
-        write_atomic(self.path(name), lambda file: torch.save(state, file))
+        save_checkpoint(self.path(name), state)
 
     def save_scores(self, trial_list, enroll, test, labels, scores):
         labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)

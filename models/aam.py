@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils.distributed import sum_over_ranks, world_size
+
 
 class AAMSoftmax(nn.Module):
     """Cross-entropy over scale * cos(theta + m) for the target class and scale * cos(theta)
@@ -35,6 +37,14 @@ class AAMSoftmax(nn.Module):
     def forward(self, emb, labels):
         """(B, E), (B,) -> (loss, top-1 accuracy in % on the margin logits)."""
         logits = self.logits(emb, labels)
-        loss = F.cross_entropy(logits, labels, weight=self.class_weights)
+        losses = F.cross_entropy(logits, labels, reduction='none')     # (B,)
+        if self.class_weights is None:
+            loss = losses.mean()
+        else:
+            # the weighted mean over the global batch: with N processes each normalises by the mean
+            # over ranks of their weight sums, so the ranks' averaged gradient is the global one
+            weights = self.class_weights[labels]
+            normaliser = sum_over_ranks(weights.sum().detach()) / world_size()
+            loss = (weights * losses).sum() / normaliser
         accuracy = (logits.argmax(dim=1) == labels).float().mean() * 100
         return loss, accuracy.detach()

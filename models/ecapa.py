@@ -2,6 +2,8 @@
 import torch
 import torch.nn as nn
 
+from models.batchnorm import SyncBatchNorm1d
+
 SE_BOTTLENECK = 128
 ATTENTION_BOTTLENECK = 256
 
@@ -26,7 +28,7 @@ def conv_relu_bn(in_channels, out_channels, kernel_size, dilation=1):
         nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation,
                   padding=dilation * (kernel_size // 2)),
         nn.ReLU(),
-        nn.BatchNorm1d(out_channels),
+        SyncBatchNorm1d(out_channels),
     )
 
 
@@ -63,7 +65,7 @@ class AttentiveStatsPooling(nn.Module):
         self.attention = nn.Sequential(
             nn.Conv1d(3 * channels, bottleneck, kernel_size=1),
             nn.ReLU(),
-            nn.BatchNorm1d(bottleneck),
+            SyncBatchNorm1d(bottleneck),
             nn.Tanh(),
             nn.Conv1d(bottleneck, channels, kernel_size=1),
             nn.Softmax(dim=2),
@@ -99,9 +101,9 @@ class EcapaTdnn(nn.Module):
         self.blocks = nn.ModuleList(Res2Block(channels, 3, dilation) for dilation in (2, 3, 4))
         self.conv2 = nn.Sequential(nn.Conv1d(3 * channels, 3 * channels, kernel_size=1), nn.ReLU())
         self.pooling = AttentiveStatsPooling(3 * channels)
-        self.bn_pool = nn.BatchNorm1d(6 * channels)
+        self.bn_pool = SyncBatchNorm1d(6 * channels)
         self.embedding = nn.Linear(6 * channels, embedding_size)
-        self.bn_embedding = nn.BatchNorm1d(embedding_size)
+        self.bn_embedding = SyncBatchNorm1d(embedding_size)
 
     def spec_mask(self, x):
         """SpecAugment on the normalised input, each utterance with probability mask_p: one band

@@ -1,13 +1,18 @@
 """The experiment: build the models and data, train with OS-KDFT, keep the best model by
-Vox1-O EER, and score Vox1-O / E / H with it at the end."""
+Vox1-O EER, and score Vox1-O / E / H with it at the end; in one process or many, resumable from
+any checkpoint."""
+import math
 import os
+import time
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from data.audio import FRAME_SAMPLES
 from data.augment import Augmenter
 from data.datasets import TrainSet, require_files
+from data.sampler import GlobalBatchSampler
 from data.voxceleb import class_weights, read_trials, scan_voxceleb
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
@@ -15,14 +20,14 @@ from models.speaker_net import SpeakerNet
 from models.ssl import count_parameters, load_teacher
 from models.student import Student
 from trainer.evaluate import evaluate, trial_utterances
-from trainer.oskdft import train_epoch
+from trainer.loop import EpochState, Job, StopSignal, train_epoch
 from trainer.schedule import group_lrs
 from utils import distributed
+from utils.checkpoint import gather_rng_states, load_checkpoint, set_rng_state
+from utils.seed import seed_everything
 
 TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': 'trials_vox1_h'}
-MODEL_ARGS = ('model_name_or_path', 'tiny_ssl', 'num_hidden_layers', 'adapter_bottleneck', 'adapter_scale',
-              'adapter_input_residual', 'ecapa_channels', 'embedding_size', 'spec_mask_freq', 'spec_mask_time',
-              'spec_mask_p', 'aam_margin', 'aam_scale')
+AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def build_model(args, teacher, num_classes, weights=None):
@@ -64,19 +69,35 @@ def load_trial_lists(args, logger):
 
 
 def build_train_loader(args, manifest, device):
-    world = distributed.world_size()
-    if args['batch_size'] % world:
-        raise ValueError(f'batch_size={args["batch_size"]} is the total over {world} processes: '
-                         f'make it a multiple of {world}')
+    """This process's share of every global batch; its own generator, so that starting the loader
+    (at an epoch's start, or mid-epoch after a resume) draws nothing from the global random state."""
     augment = None
     if args['path_musan']:
         augment = Augmenter(args['path_musan'], args['path_rir'], args['aug_p'], args['clip_p'], args['ease_p'])
     dataset = TrainSet(manifest.paths, manifest.labels, args['num_train_frames'] * FRAME_SAMPLES, augment,
                        args['seed'])
-    sampler = DistributedSampler(dataset, world, distributed.rank(), shuffle=True, seed=args['seed'],
-                                 drop_last=True)
-    return DataLoader(dataset, batch_size=args['batch_size'] // world, sampler=sampler, drop_last=True,
-                      num_workers=args['num_workers'], pin_memory=device.type == 'cuda')
+    sampler = GlobalBatchSampler(len(dataset), args['batch_size'], distributed.rank(), distributed.world_size(),
+                                 args['seed'])
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=args['num_workers'],
+                      pin_memory=device.type == 'cuda', generator=torch.Generator())
+
+
+def amp_dtype(args, device):
+    """amp=auto: bf16 on a GPU that has it, full precision otherwise."""
+    if args['amp'] == 'auto':
+        return torch.bfloat16 if device.type == 'cuda' and torch.cuda.is_bf16_supported() else None
+    return AMP_DTYPES[args['amp']]
+
+
+def distribute(model, device):
+    """DDP over the job's processes (the model itself in one process). LayerDrop skips layers at
+    random, on each rank its own: their parameters get no gradient in that step, which DDP then
+    has to look for (find_unused_parameters) and counts as zero in the average."""
+    if distributed.world_size() == 1:
+        return model
+    layerdrop = getattr(model.student.ssl.config, 'layerdrop', 0.0)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
+                                   find_unused_parameters=layerdrop > 0)
 
 
 def log_training(logger, epoch, lrs, losses):
@@ -90,6 +111,10 @@ def log_training(logger, epoch, lrs, losses):
 
 def log_evaluation(logger, results, epoch):
     for name, result in results.items():
+        if result.get('nonfinite'):
+            logger.log_text(f'epoch {epoch} {name}: {result["nonfinite"]} of {result["trials"]} scores are not '
+                            f'finite: not scored, the epoch does not count as an improvement')
+            continue
         for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
             logger.log_metric(f'eval/{name}/{metric}', result[metric], epoch)
         logger.log_text(f'epoch {epoch} {name}: EER {result["eer"]:.3f} %, minDCF(0.05) '
@@ -101,11 +126,6 @@ def parameter_counts(teacher, model):
     """The sizes results.json reports: the teacher, the deployed student (adapters included) and ECAPA."""
     return {'teacher': count_parameters(teacher), 'student': count_parameters(model.student),
             'backend': count_parameters(model.backend)}
-
-
-def checkpoint_state(model, optimizer, epoch, best, num_classes, args):
-    return {'epoch': epoch, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-            'best': dict(best), 'num_classes': num_classes, 'args': {key: args[key] for key in MODEL_ARGS}}
 
 
 def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params):
@@ -123,55 +143,153 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
     return summary
 
 
-def train(args, logger, device):
-    """The whole OS-KDFT run."""
+class Run:
+    """One training run's state between epochs, and its checkpoints. best.pt is written after
+    last.pt, so a kill between them leaves a last.pt whose best epoch is the epoch it ends:
+    resume then takes the best weights from last.pt itself."""
+
+    def __init__(self, job, raw_model, num_classes):
+        self.job = job
+        self.raw_model = raw_model
+        self.num_classes = num_classes
+        self.epoch = 0                              # epochs completed
+        self.state = EpochState()                   # the epoch in progress
+        self.best = {'epoch': 0, 'eer': float('inf')}
+        self.best_weights = None
+
+    def checkpoint(self):
+        """Every rank calls it (the random states of all ranks are gathered); rank 0's dict is the
+        checkpoint, the others get None."""
+        rng = gather_rng_states()
+        if rng is None:
+            return None
+        return {'epoch': self.epoch, 'step': self.state.step, 'epoch_state': self.state.to_dict(),
+                'model': self.raw_model.state_dict(), 'optimizer': self.job.optimizer.state_dict(),
+                'scaler': self.job.scaler.state_dict(), 'best': dict(self.best),
+                'metrics': list(self.job.logger.records), 'rng': rng, 'world_size': distributed.world_size(),
+                'num_classes': self.num_classes, 'args': dict(self.job.args)}
+
+    def save(self, best_too=False):
+        state = self.checkpoint()
+        self.job.logger.save_checkpoint('last.pt', state)
+        if best_too:
+            self.job.logger.save_checkpoint('best.pt', state)
+        self.job.last_save = time.monotonic()
+        self.job.logger.log_text(f'saved last.pt{" and best.pt" if best_too else ""}: epoch {self.epoch} done, '
+                                 f'{self.state.step} steps of the next')
+
+    def restore(self, saved, run_dir):
+        """Continues from a checkpoint: weights, optimizer, loss scaler, counters, metrics, best
+        model and this rank's random state."""
+        self.raw_model.load_state_dict(saved['model'])
+        self.job.optimizer.load_state_dict(saved['optimizer'])
+        self.job.scaler.load_state_dict(saved['scaler'])
+        self.epoch = saved['epoch']
+        self.state = EpochState(**saved['epoch_state'])
+        self.best = saved['best']
+        self.job.logger.restore_metrics(saved['metrics'])
+        if self.best['epoch'] == self.epoch and self.state.step == 0:
+            self.best_weights = saved['model']
+        elif self.best['epoch'] > 0:
+            best = load_checkpoint(os.path.join(run_dir, 'best.pt'), 'resume')
+            if best['epoch'] != self.best['epoch']:
+                raise ValueError(f'resume: {run_dir}/best.pt holds epoch {best["epoch"]}, the run\'s best '
+                                 f'is epoch {self.best["epoch"]}')
+            self.best_weights = best['model']
+        rank, world = distributed.rank(), distributed.world_size()
+        if saved['world_size'] == world:
+            set_rng_state(saved['rng'][rank])
+        else:
+            self.job.logger.log_text(f'resumed on {world} processes, saved on {saved["world_size"]}: the data '
+                                     f'order is the same, the random streams (dropout, masking) are new ones')
+        self.job.logger.log_text(f'resumed from epoch {self.epoch}, step {self.state.step} of the next; '
+                                 f'best so far epoch {self.best["epoch"]}')
+
+
+def train(args, logger, device, resume=None):
+    """The whole OS-KDFT run, or its continuation from `resume` (a loaded last.pt). Returns the
+    results, or None when a stop signal ended it (last.pt saved)."""
+    seed_everything(args['seed'])
     manifest = scan_voxceleb(args['path_train'], 'path_train')
     trial_lists = load_trial_lists(args, logger)
     loader = build_train_loader(args, manifest, device)
     teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl']).to(device)
     num_classes = len(manifest.speakers)
     weights = torch.from_numpy(class_weights(manifest.labels, num_classes)) if args['class_weight'] else None
-    model = build_model(args, teacher, num_classes, weights).to(device)
-    optimizer = build_optimizer(model)
-    params = parameter_counts(teacher, model)
+    raw_model = build_model(args, teacher, num_classes, weights).to(device)
+    if args['compile']:
+        raw_model.student.compile()
+        raw_model.backend.compile()
+    dtype = amp_dtype(args, device)
+    job = Job(distribute(raw_model, device), teacher, loader, build_optimizer(raw_model),
+              torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype, args, device, logger)
+    run = Run(job, raw_model, num_classes)
+    params = parameter_counts(teacher, raw_model)
+    seed_everything(args['seed'] + distributed.rank())
     logger.log_text(f'{len(manifest.paths)} training utterances of {num_classes} speakers; parameters {params}; '
-                    f'augmentation {"on" if loader.dataset.augment else "off (no path_musan / path_rir)"}')
+                    f'augmentation {"on" if loader.dataset.augment else "off (no path_musan / path_rir)"}; '
+                    f'precision {dtype or torch.float32}; batch {args["batch_size"]} = {distributed.world_size()} '
+                    f'x {loader.batch_sampler.per_rank}')
 
     show = distributed.is_main()
     tuning = {name: trials for name, trials in trial_lists.items() if name == 'Vox1-O'}
-    if tuning:
-        log_evaluation(logger, evaluate(model, tuning, args['path_test'], args, device, show), 0)
+    if resume:
+        run.restore(resume, os.path.dirname(os.path.abspath(args['resume'])))
+    elif tuning:
+        log_evaluation(logger, evaluate(raw_model, tuning, args['path_test'], args, device, show), 0)
     else:
         logger.log_text('no Vox1-O list: the last epoch is kept as the best model')
-    best = {'epoch': 0, 'eer': float('inf')}
-    for epoch in range(1, args['epoch'] + 1):
-        lrs = set_lrs(optimizer, epoch, args)
-        loader.sampler.set_epoch(epoch)
-        loader.dataset.set_epoch(epoch)
-        losses = train_epoch(model, teacher, loader, optimizer, epoch, args, device, show)
-        log_training(logger, epoch, lrs, losses)
-        eer = float('nan')
-        if tuning:
-            results = evaluate(model, tuning, args['path_test'], args, device, show)
-            log_evaluation(logger, results, epoch)
-            eer = results['Vox1-O']['eer']
-        improved = not tuning or eer < best['eer']
-        if improved:
-            best = {'epoch': epoch, 'eer': eer}
-            best_weights = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-        state = checkpoint_state(model, optimizer, epoch, best, num_classes, args)
-        logger.save_checkpoint('last.pt', state)
-        if improved:
-            logger.save_checkpoint('best.pt', state)
 
-    model.load_state_dict(best_weights)
-    logger.log_text(f'best epoch {best["epoch"]} (Vox1-O EER {best["eer"]:.3f} %); scoring every trial list')
-    return final_evaluation(model, trial_lists, args, device, logger, best['epoch'], params)
+    with StopSignal() as stop:
+        for epoch in range(run.epoch + 1, args['epoch'] + 1):
+            lrs = set_lrs(job.optimizer, epoch, args)
+            loader.batch_sampler.set_epoch(epoch, run.state.step)
+            loader.dataset.set_epoch(epoch)
+            if not train_epoch(job, epoch, run.state, stop, run.save):
+                return stopped(logger, stop, epoch - 1, run.state.step)
+            end_epoch(run, epoch, lrs, tuning, show)
+            if distributed.any_rank(torch.tensor([stop.received is not None], device=device)).item():
+                return stopped(logger, stop, epoch, 0)
+
+    if run.best_weights is None:
+        logger.log_text('no epoch improved on Vox1-O: the last weights are scored')
+    else:
+        raw_model.load_state_dict(run.best_weights)
+    logger.log_text(f'best epoch {run.best["epoch"]} (Vox1-O EER {run.best["eer"]:.3f} %); scoring every trial list')
+    return final_evaluation(raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params)
+
+
+def end_epoch(run, epoch, lrs, tuning, show):
+    """The epoch's logs, its Vox1-O score, the best model, and last.pt (best.pt on an improvement)."""
+    job = run.job
+    totals = EpochState(sums=distributed.sum_over_ranks(run.state.sums.to(job.device)).cpu())
+    log_training(job.logger, epoch, lrs, totals.means())
+    job.logger.log_metric('train/skipped_steps', run.state.skipped, epoch)
+    eer = float('nan')
+    if tuning:
+        results = evaluate(run.raw_model, tuning, job.args['path_test'], job.args, job.device, show)
+        log_evaluation(job.logger, results, epoch)
+        eer = results['Vox1-O']['eer']
+    improved = (not tuning or eer < run.best['eer']) and not (tuning and math.isnan(eer))
+    if improved:
+        run.best = {'epoch': epoch, 'eer': eer}
+        run.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in run.raw_model.state_dict().items()}
+    run.epoch, run.state = epoch, EpochState()
+    run.save(best_too=improved)
+
+
+def stopped(logger, stop, epoch, step):
+    logger.log_text(f'{stop.received}: stopped after epoch {epoch} and {step} steps of the next; last.pt saved. '
+                    f'Continue with: python main.py resume={os.path.join(logger.run_dir or "<run folder>", "last.pt")} '
+                    f'(or resume=auto; under torchrun, the same torchrun command with resume=...)')
+    return None
 
 
 def evaluate_checkpoint(args, logger, device):
-    """mode=evaluate: rebuilds the model a checkpoint was trained with and scores the trial lists."""
-    state = torch.load(args['checkpoint'], map_location='cpu', weights_only=True)
+    """mode=evaluate: rebuilds the model a checkpoint was trained with (from the settings saved
+    in it) and scores the trial lists."""
+    seed_everything(args['seed'])
+    state = load_checkpoint(args['checkpoint'])
     model_args = {**args, **state['args']}
     teacher = load_teacher(model_args['model_name_or_path'], model_args['tiny_ssl'])
     model = build_model(model_args, teacher, state['num_classes'])

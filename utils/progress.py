@@ -2,6 +2,7 @@
 from tqdm import tqdm
 
 
-def progress_bar(iterable, description, show=True):
+def progress_bar(iterable, description, show=True, total=None, initial=0):
     # disable=None: tqdm turns itself off when the output is not a terminal
-    return tqdm(iterable, desc=description, leave=False, disable=None if show else True)
+    return tqdm(iterable, desc=description, leave=False, disable=None if show else True, total=total,
+                initial=initial)

@@ -1,0 +1,134 @@
+"""The mechanics of a training epoch: mixed precision, one optimizer step per batch, non-finite
+steps skipped, losses read from the device once per interval, checkpoints within the epoch, and a
+clean stop on SIGTERM / SIGINT (a cluster's pre-emption).
+
+Every decision that changes what the processes do next (skip this step, save, stop) is taken
+from flags combined over all ranks, so every rank takes it at the same step.
+"""
+import signal
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from trainer.oskdft import LOSS_NAMES, step_losses
+from trainer.schedule import kd_weight
+from utils import distributed
+from utils.progress import progress_bar
+
+
+class TrainingDiverged(Exception):
+    """Too many non-finite steps in a row: the run was saved and stopped."""
+
+
+@dataclass
+class EpochState:
+    """What a checkpoint within an epoch holds to continue it exactly."""
+    step: int = 0                                   # steps done in this epoch
+    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(len(LOSS_NAMES) + 1, dtype=torch.float64))
+    skipped: int = 0                                # non-finite steps skipped in this epoch
+    bad_in_row: int = 0
+
+    def to_dict(self):
+        return {'step': self.step, 'sums': self.sums.cpu(), 'skipped': self.skipped, 'bad_in_row': self.bad_in_row}
+
+    def means(self):
+        """{loss name: mean over this epoch's good steps}; `sums` holds LOSS_NAMES' sums, then the count."""
+        return {name: (self.sums[i] / max(self.sums[-1].item(), 1)).item() for i, name in enumerate(LOSS_NAMES)}
+
+
+@dataclass
+class Job:
+    """Everything a training epoch uses. model is the (DDP-wrapped) SpeakerNet."""
+    model: torch.nn.Module
+    teacher: torch.nn.Module
+    loader: torch.utils.data.DataLoader
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype          # None: full precision
+    args: dict
+    device: torch.device
+    logger: object
+    last_save: float = field(default_factory=time.monotonic)
+
+
+class StopSignal:
+    """Remembers a SIGTERM / SIGINT instead of dying: the loop finishes its step, saves and stops."""
+
+    def __init__(self):
+        self.received = None
+        self.previous = {}
+
+    def __enter__(self):
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self.previous[number] = signal.signal(number, self.handle)
+        return self
+
+    def handle(self, number, frame):
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def gradient_norm(optimizer):
+    grads = [p.grad for group in optimizer.param_groups for p in group['params'] if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads)
+
+
+def train_epoch(job, epoch, state, stop, save_last):
+    """Continues epoch `epoch` (1-based) from state.step to its end, updating state. Returns False
+    when a stop signal ended it early (after save_last()), True at the epoch's end."""
+    args, device = job.args, job.device
+    job.model.train()
+    weight = kd_weight(epoch, args['epoch'], args['kd_weight'])
+    sums = state.sums.to(device)
+    steps = job.loader.batch_sampler.steps_per_epoch
+    bar = progress_bar(job.loader, f'epoch {epoch}', distributed.is_main(), total=steps, initial=state.step)
+    for clean, augmented, labels in bar:
+        clean, augmented = clean.to(device, non_blocking=True), augmented.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=job.amp_dtype, enabled=job.amp_dtype is not None):
+            loss, values = step_losses(job.model, job.teacher, clean, augmented, labels, weight)
+        job.optimizer.zero_grad(set_to_none=True)
+        job.scaler.scale(loss).backward()
+        job.scaler.unscale_(job.optimizer)
+        finite = torch.isfinite(values[2]) & torch.isfinite(gradient_norm(job.optimizer))
+        save_due = distributed.is_main() and time.monotonic() - job.last_save >= args['checkpoint_minutes'] * 60
+        flags = torch.stack([~finite, torch.tensor(stop.received is not None, device=device),
+                             torch.tensor(save_due, device=device)])
+        bad, stopping, saving = distributed.any_rank(flags).tolist()    # the step's one read from the device
+        state.step += 1
+        if bad:
+            state.skipped += 1
+            state.bad_in_row += 1
+            job.logger.log_text(f'epoch {epoch} step {state.step}: non-finite loss or gradients, step skipped '
+                                f'({state.bad_in_row} in a row)')
+        else:
+            job.scaler.step(job.optimizer)
+            sums += torch.cat([values.double(), values.new_ones(1, dtype=torch.float64)])
+            state.bad_in_row = 0
+        job.scaler.update()
+        if state.step % args['log_interval'] == 0:
+            report_interval(job, epoch, state.step, steps, sums, bar)
+        if state.bad_in_row > args['max_bad_steps'] or stopping or saving:
+            state.sums = sums.cpu()
+            save_last()
+        if state.bad_in_row > args['max_bad_steps']:
+            raise TrainingDiverged(f'{state.bad_in_row} non-finite steps in a row (max_bad_steps='
+                                   f'{args["max_bad_steps"]}) at epoch {epoch} step {state.step}; last.pt holds '
+                                   f'the weights before them: lower lr or change amp, then resume=PATH')
+        if stopping:
+            return False
+    state.sums = sums.cpu()
+    return True
+
+
+def report_interval(job, epoch, step, steps, sums, bar):
+    """The running means of this epoch, read from the device (once per log_interval steps)."""
+    values = sums.tolist()
+    means = {name: values[i] / max(values[-1], 1) for i, name in enumerate(LOSS_NAMES)}
+    bar.set_postfix(kd=f'{means["kd"]:.3f}', sv=f'{means["sv"]:.3f}', acc=f'{means["accuracy"]:.1f}')
+    job.logger.log_text(f'epoch {epoch} step {step}/{steps}: loss/kd {means["kd"]:.4f} loss/sv {means["sv"]:.4f} '
+                        f'accuracy {means["accuracy"]:.1f} % (running means)')

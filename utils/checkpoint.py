@@ -1,0 +1,69 @@
+"""Checkpoint files and the random state they carry: the one module that writes and reads them.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
+`torch.load(path, weights_only=True)` reads it without running any code from the file.
+"""
+import os
+import random
+
+import numpy as np
+import torch
+
+from utils.distributed import gather_objects
+
+
+def write_atomic(path, write, mode='wb'):
+    """write(file) into a temporary file, flushed to disk, then renamed over path: a kill at any
+    moment leaves the old file or the new one, never a torn one."""
+    temporary = f'{path}.tmp-{os.getpid()}'
+    try:
+        with open(temporary, mode) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def save_checkpoint(path, state):
+    write_atomic(path, lambda file: torch.save(state, file))
+
+
+def load_checkpoint(path, argument='checkpoint'):
+    """The dict saved by save_checkpoint; a missing or unreadable file names the argument to fix."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{argument}={path!r}: no such checkpoint file')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:          # torch raises many types for a file that is not a checkpoint
+        raise ValueError(f'{argument}={path!r} is not a readable checkpoint ({type(error).__name__}: '
+                         f'{str(error).splitlines()[0] if str(error) else ""})') from None
+
+
+def rng_state():
+    """This process's random state: python, NumPy (Hugging Face's masking draws from it), torch and CUDA."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {'python': random.getstate(), 'torch': torch.get_rng_state(),
+             'numpy': {'kind': kind, 'keys': torch.from_numpy(keys.astype(np.int64)), 'position': position,
+                       'has_gauss': has_gauss, 'cached': cached}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(state['python'])
+    numpy = state['numpy']
+    np.random.set_state((numpy['kind'], numpy['keys'].numpy().astype(np.uint32), numpy['position'],
+                         numpy['has_gauss'], numpy['cached']))
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state['cuda'])
+
+
+
+def gather_rng_states():
+    """[the random state of rank 0, of rank 1, ...] on rank 0; None on the other ranks (a collective)."""
+    return gather_objects(rng_state())
