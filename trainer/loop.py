@@ -84,11 +84,12 @@ def train_epoch(job, epoch, state, stop, save_last):
     job.model.train()
     weight = kd_weight(epoch, args['epoch'], args['kd_weight'])
     sums = state.sums.to(device)
-    steps = job.loader.batch_sampler.steps_per_epoch
+    steps = state.step + len(job.loader)
     bar = progress_bar(job.loader, f'epoch {epoch}', distributed.is_main(), total=steps, initial=state.step)
     for clean, augmented, labels in bar:
         clean, augmented = clean.to(device, non_blocking=True), augmented.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
+        buffers = [buffer.clone() for buffer in job.model.buffers()]   # BatchNorm statistics, put back on a skip
         with torch.autocast(device.type, dtype=job.amp_dtype, enabled=job.amp_dtype is not None):
             loss, values = step_losses(job.model, job.teacher, clean, augmented, labels, weight)
         job.optimizer.zero_grad(set_to_none=True)
@@ -101,6 +102,8 @@ def train_epoch(job, epoch, state, stop, save_last):
         bad, stopping, saving = distributed.any_rank(flags).tolist()    # the step's one read from the device
         state.step += 1
         if bad:
+            for buffer, saved in zip(job.model.buffers(), buffers):
+                buffer.copy_(saved)
             state.skipped += 1
             state.bad_in_row += 1
             job.logger.log_text(f'epoch {epoch} step {state.step}: non-finite loss or gradients, step skipped '

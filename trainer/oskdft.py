@@ -13,6 +13,6 @@ def step_losses(model, teacher, clean, augmented, labels, kd_weight):
     detached values of LOSS_NAMES (4,))."""
     target = frozen_forward(teacher, clean)                          # (B, T, D)
     kd_hidden, sv_loss, accuracy = model(augmented, labels)          # (B, T, D), (), ()
-    kd_loss = F.mse_loss(kd_hidden.float(), target.float()) * kd_weight
+    kd_loss = F.mse_loss(kd_hidden, target) * kd_weight             # autocast computes it in float32
     total = kd_loss + sv_loss
-    return total, torch.stack([kd_loss, sv_loss.float(), total, accuracy.float()]).detach()
+    return total, torch.stack([kd_loss, sv_loss, total, accuracy.to(total.dtype)]).detach()

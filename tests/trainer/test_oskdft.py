@@ -1,21 +1,24 @@
 """The training step: teacher on the clean crop, both student paths on the augmented crop,
-KD loss x (E - e) / E x 100 + SV loss, one backward, one optimizer step."""
+KD loss x (E - e) / E x 100 + SV loss, one backward, one optimizer step; and the loop's
+mechanics around it (non-finite steps skipped, a stop signal saves and stops)."""
 import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from arguments import EXPERIMENT_ARGS
+from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
+from log.controller import LogModuleController
 from models.ssl import load_teacher
-from trainer.oskdft import train_epoch
+from trainer.loop import EpochState, Job, StopSignal, TrainingDiverged, train_epoch
 from trainer.trainer import build_model, build_optimizer, set_lrs
 
 NO_REGULARISATION = dict(layerdrop=0.0, mask_time_prob=0.0, hidden_dropout=0.0, attention_dropout=0.0,
                          activation_dropout=0.0, feat_proj_dropout=0.0)
 TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
             conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, **NO_REGULARISATION)
-ARGS = dict(EXPERIMENT_ARGS, num_hidden_layers=2, ecapa_channels=16, embedding_size=16, spec_mask_p=0.0, epoch=4)
+ARGS = dict({**SYSTEM_ARGS, **EXPERIMENT_ARGS}, num_hidden_layers=2, ecapa_channels=16, embedding_size=16,
+            spec_mask_p=0.0, epoch=4)
 
 
 @pytest.fixture
@@ -31,6 +34,18 @@ def setup():
     return teacher.double(), model, (clean, augmented, labels)
 
 
+def job_of(model, teacher, batches, optimizer, **args):
+    return Job(model, teacher, batches, optimizer, torch.amp.GradScaler('cpu', enabled=False), None,
+               dict(ARGS, **args), torch.device('cpu'), LogModuleController([], enabled=False))
+
+
+def run_epoch(job, epoch=1, stop=None, saves=None):
+    state = EpochState()
+    finished = train_epoch(job, epoch, state, stop or StopSignal(), lambda: saves.append(state.step) if saves
+                           is not None else None)
+    return state, finished
+
+
 def test_one_step_descends_the_sum_of_the_weighted_kd_loss_and_the_sv_loss(setup):
     teacher, model, (clean, augmented, labels) = setup
     reference = copy.deepcopy(model)
@@ -40,8 +55,10 @@ def test_one_step_descends_the_sum_of_the_weighted_kd_loss_and_the_sv_loss(setup
 
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     sgd = torch.optim.SGD(model.parameters(), lr=1.0)
-    losses = train_epoch(model, teacher, [(clean, augmented, labels)], sgd, 1, ARGS, torch.device('cpu'), False)
+    state, finished = run_epoch(job_of(model, teacher, [(clean, augmented, labels)], sgd))
 
+    losses = state.means()
+    assert finished and state.step == 1 and state.skipped == 0
     assert losses['kd'] == pytest.approx(kd_loss.item(), rel=1e-12)
     assert losses['sv'] == pytest.approx(sv_loss.item(), rel=1e-12)
     assert losses['total'] == pytest.approx(kd_loss.item() + sv_loss.item(), rel=1e-12)
@@ -61,6 +78,46 @@ def test_one_adam_keeps_its_moments_across_epochs_and_takes_the_scheduled_lrs(se
     for epoch in (1, 2):
         lrs = set_lrs(optimizer, epoch, ARGS)
         assert [group['lr'] for group in optimizer.param_groups] == [lrs['backend'], lrs['student'], lrs['adapter']]
-        train_epoch(model, teacher, [batch], optimizer, epoch, ARGS, torch.device('cpu'), False)
+        run_epoch(job_of(model, teacher, [batch], optimizer), epoch)
     first = next(iter(model.backend.parameters()))
     assert optimizer.state[first]['step'].item() == 2
+
+
+def test_a_non_finite_step_is_skipped_and_counted_and_training_goes_on(setup):
+    teacher, model, (clean, augmented, labels) = setup
+    poisoned = augmented.clone()
+    poisoned[0, 100] = float('nan')
+    optimizer = build_optimizer(model)
+    set_lrs(optimizer, 1, ARGS)
+    before = copy.deepcopy(model.state_dict())
+    state, finished = run_epoch(job_of(model, teacher, [(clean, poisoned, labels)], optimizer))
+    assert finished and state.step == 1 and state.skipped == 1 and state.bad_in_row == 1
+    assert state.sums[-1].item() == 0                       # no step counted in the means
+    assert not optimizer.state                              # Adam took no step: no moments yet
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point():
+            assert torch.equal(tensor, before[name]), name
+
+    state, _ = run_epoch(job_of(model, teacher, [(clean, poisoned, labels), (clean, augmented, labels)], optimizer))
+    assert state.skipped == 1 and state.bad_in_row == 0 and state.sums[-1].item() == 1
+    assert optimizer.state[next(iter(model.backend.parameters()))]['step'].item() == 1
+
+
+def test_too_many_non_finite_steps_in_a_row_save_and_stop(setup):
+    teacher, model, (clean, augmented, labels) = setup
+    poisoned = augmented.clone()
+    poisoned[:, 0] = float('inf')
+    saves = []
+    job = job_of(model, teacher, [(clean, poisoned, labels)] * 4, build_optimizer(model), max_bad_steps=2)
+    with pytest.raises(TrainingDiverged, match=r'3 non-finite steps in a row \(max_bad_steps=2\) at epoch 1 step 3'):
+        run_epoch(job, saves=saves)
+    assert saves == [3]
+
+
+def test_a_stop_signal_finishes_the_step_saves_and_stops(setup):
+    teacher, model, batch = setup
+    stop = StopSignal()
+    stop.received = 'SIGTERM'
+    saves = []
+    state, finished = run_epoch(job_of(model, teacher, [batch] * 3, build_optimizer(model)), stop=stop, saves=saves)
+    assert not finished and state.step == 1 and saves == [1]
