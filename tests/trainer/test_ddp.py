@@ -1,0 +1,89 @@
+"""Two processes (torchrun, gloo on CPU) against one process with the same global batch."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from data.demo import prepare_demo
+from tests.trainer import ddp_worker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL_DEMO = dict(num_train_speakers=4, num_test_speakers=4, num_vox1_o_speakers=2, videos_per_speaker=2,
+                  utterances_per_video=2, num_musan_per_kind=1, num_rirs=1)
+
+
+def torchrun(*args, timeout=300):
+    command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', *map(str, args)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+    return prepare_demo(str(tmp_path_factory.mktemp('demo')), **SMALL_DEMO)
+
+
+@pytest.fixture(scope='module')
+def two_processes(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp('ddp')
+    start = time.monotonic()
+    done = torchrun(os.path.join(ROOT, 'tests', 'trainer', 'ddp_worker.py'), out, corpus['path_test'])
+    assert done.returncode == 0, done.stderr[-4000:]
+    print(f'2-process checks: {time.monotonic() - start:.1f} s')
+    return {name: torch.load(out / f'{name}.pt', weights_only=True) for name in ('step', 'layerdrop', 'enroll')}
+
+
+@pytest.fixture(scope='module')
+def one_process():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return ddp_worker.step_check()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_relatively_close(actual, expected, tolerance=1e-5):
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        scale = expected[name].double().abs().max().clamp(min=1e-8)     # floor: gradients that are 0 in exact arithmetic
+        difference = (actual[name].double() - expected[name].double()).abs().max()
+        assert difference <= tolerance * scale, f'{name}: {difference:.3e} vs scale {scale:.3e}'
+
+
+def test_averaged_gradients_equal_one_process_with_the_global_batch(two_processes, one_process):
+    grads = two_processes['step']['grads']
+    assert any(name.startswith('backend.bn_pool') for name in grads)           # synchronised BatchNorm
+    assert any(name.startswith('student.ssl.encoder.layers.1') for name in grads)
+    assert any('adapter' in name for name in grads) and 'head.weight' in grads
+    assert_relatively_close(grads, one_process['grads'])
+
+
+def test_weights_after_three_sgd_steps_equal_one_process(two_processes, one_process):
+    weights = two_processes['step']['weights']
+    assert_relatively_close(weights, one_process['weights'])      # BatchNorm running statistics included
+    assert weights['backend.bn_pool.num_batches_tracked'].item() == 3
+
+
+def test_with_layerdrop_dropout_and_masking_every_rank_holds_the_same_weights(two_processes):
+    first, second = two_processes['layerdrop']
+    _, untrained, _ = ddp_worker.build(noisy=True, dtype=torch.float32)
+    assert not torch.equal(first['student.ssl.encoder.layers.0.attention.k_proj.weight'],
+                           untrained.state_dict()['student.ssl.encoder.layers.0.attention.k_proj.weight'])
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+def test_sharded_enrollment_gives_the_single_process_keys_and_embeddings(two_processes, corpus):
+    sharded = two_processes['enroll']
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = ddp_worker.enroll_check(corpus['path_test'])
+    finally:
+        torch.set_num_threads(threads)
+    assert sharded['keys'] == alone['keys'] and len(alone['keys']) == 16
+    assert torch.equal(sharded['full'], alone['full'])
+    assert torch.equal(sharded['segments'], alone['segments'])
