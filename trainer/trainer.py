@@ -279,9 +279,10 @@ def end_epoch(run, epoch, lrs, tuning, show):
 
 
 def stopped(logger, stop, epoch, step):
+    launcher = (f'torchrun --nproc_per_node={distributed.world_size()} main.py'
+                if 'TORCHELASTIC_RUN_ID' in os.environ else 'python main.py')
     logger.log_text(f'{stop.received}: stopped after epoch {epoch} and {step} steps of the next; last.pt saved. '
-                    f'Continue with: python main.py resume={os.path.join(logger.run_dir or "<run folder>", "last.pt")} '
-                    f'(or resume=auto; under torchrun, the same torchrun command with resume=...)')
+                    f'Continue with: {launcher} resume={os.path.join(logger.run_dir, "last.pt")}')
     return None
 
 

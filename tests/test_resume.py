@@ -1,0 +1,177 @@
+"""Runs that are interrupted (SIGKILL at any moment, SIGTERM as a cluster pre-empts) and resumed
+reach the weights of an uninterrupted run bit for bit; what the checkpoints hold; a failing
+rank ends a 2-process job fast; evaluation from a checkpoint alone."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from data.demo import prepare_demo
+from data.voxceleb import read_trials
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL_DEMO = dict(num_train_speakers=6, num_test_speakers=4, num_vox1_o_speakers=2, videos_per_speaker=2,
+                  utterances_per_video=2, num_musan_per_kind=2, num_rirs=2)
+FAST = ['model_name_or_path=tiny', 'num_hidden_layers=2', 'batch_size=4', 'ecapa_channels=16', 'embedding_size=32',
+        'num_workers=0', 'num_test_frames=100', 'spec_mask_freq=12', 'device=cpu', 'epoch=3', 'name=run']
+MID_EPOCH_2 = 'epoch 1 done, 2 steps of the next'      # 6 steps an epoch: 24 utterances, batch 4
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+    return prepare_demo(str(tmp_path_factory.mktemp('demo')), **SMALL_DEMO)
+
+
+def command(corpus, path_log, *extra, launcher=(sys.executable,)):
+    paths = [f'{key}={value}' for key, value in corpus.items()]
+    return [*launcher, 'main.py', *paths, *FAST, f'path_log={path_log}', *extra]
+
+
+def run_main(*args, timeout=300):
+    done = subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def run_folder(path_log):
+    (folder,) = (path_log / 'OS-KDFT').iterdir()
+    return folder
+
+
+def interrupt(args, path_log, signal_number, when=MID_EPOCH_2, **popen):
+    """Starts a run that saves last.pt after every step and sends it a signal once `when` is in
+    its log; returns the finished process."""
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    deadline = time.monotonic() + 240
+    while not any(when in log.read_text() for log in path_log.glob('OS-KDFT/*/log.txt')):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-4000:]
+        time.sleep(0.02)
+    process.send_signal(signal_number)
+    process.communicate(timeout=120)
+    return process
+
+
+def metric_values(folder):
+    return [(m['name'], m['step'], m['value']) for m in map(json.loads, (folder / 'metrics.jsonl').open())]
+
+
+def load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def assert_same_run(resumed, reference):
+    """Bitwise-equal final weights and optimizer state, the same metrics and results."""
+    got, expected = load(resumed / 'last.pt'), load(reference / 'last.pt')
+    assert got['model'].keys() == expected['model'].keys()
+    for name, tensor in expected['model'].items():
+        assert torch.equal(got['model'][name], tensor), name
+    for index, state in expected['optimizer']['state'].items():
+        for key in ('exp_avg', 'exp_avg_sq', 'step'):
+            assert torch.equal(got['optimizer']['state'][index][key], state[key]), (index, key)
+    assert metric_values(resumed) == metric_values(reference)
+    assert json.loads((resumed / 'results.json').read_text()) == json.loads((reference / 'results.json').read_text())
+
+
+@pytest.fixture(scope='module')
+def reference(corpus, tmp_path_factory):
+    path_log = tmp_path_factory.mktemp('reference')
+    run_main(*command(corpus, path_log))
+    return run_folder(path_log)
+
+
+def test_a_run_killed_mid_epoch_and_resumed_reaches_the_uninterrupted_weights(corpus, reference, tmp_path):
+    killed = interrupt(command(corpus, tmp_path, 'checkpoint_minutes=0'), tmp_path, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    folder = run_folder(tmp_path)
+    saved = load(folder / 'last.pt')
+    assert saved['epoch'] == 1 and 2 <= saved['step'] < 6           # killed within epoch 2
+    done = run_main(sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto')
+    assert f'run folder (resumed): {folder}' in done.stdout
+    assert run_folder(tmp_path) == folder                           # no second run folder
+    assert_same_run(folder, reference)
+
+
+def test_sigterm_saves_says_how_to_resume_exits_0_and_the_resumed_run_is_exact(corpus, reference, tmp_path):
+    stopped = interrupt(command(corpus, tmp_path, 'checkpoint_minutes=1000'), tmp_path, signal.SIGTERM,
+                        when='epoch 1 Vox1-O')
+    folder = run_folder(tmp_path)
+    assert stopped.returncode == 0
+    saved = load(folder / 'last.pt')
+    assert (saved['epoch'], saved['step']) in ((1, 0), (1, 1), (1, 2))   # the step it was in, or the epoch's end
+    log = (folder / 'log.txt').read_text()
+    assert f'SIGTERM: stopped after epoch 1 and {saved["step"]} steps of the next' in log
+    assert f'Continue with: python main.py resume={folder / "last.pt"}' in log
+    run_main(sys.executable, 'main.py', f'resume={folder / "last.pt"}')
+    assert_same_run(folder, reference)
+
+
+def test_resume_refuses_to_change_the_experiment(corpus, tmp_path):
+    stopped = interrupt(command(corpus, tmp_path), tmp_path, signal.SIGTERM, when='epoch 0 Vox1-O')
+    assert stopped.returncode == 0
+    done = subprocess.run([sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto', 'lr=0.5'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ('error: resume continues a run with its own settings: lr cannot change (the run '
+                                   'has lr=0.0001); start a new run to change them')
+
+
+def test_checkpoints_hold_everything_a_resume_needs(reference):
+    last, best = load(reference / 'last.pt'), load(reference / 'best.pt')
+    results = json.loads((reference / 'results.json').read_text())
+    assert (last['epoch'], last['step']) == (3, 0)
+    assert last['best']['epoch'] == results['best_epoch'] == best['epoch']
+    trained = [name for name, tensor in last['model'].items() if tensor.is_floating_point()]
+    assert len(last['optimizer']['state']) == sum(1 for name in trained if 'running_' not in name)
+    assert [group['name'] for group in last['optimizer']['param_groups']] == ['backend', 'student', 'adapter']
+    backend = last['optimizer']['param_groups'][0]['params']       # (LayerDrop skips student layers at times)
+    assert all(last['optimizer']['state'][index]['step'].item() == 18 for index in backend)   # 3 epochs x 6 steps
+    (rng,) = last['rng']                                            # one process: one random state
+    assert set(rng) >= {'python', 'numpy', 'torch'} and last['world_size'] == 1
+    logged = [json.loads(line) for line in (reference / 'metrics.jsonl').open()]
+    assert last['metrics'] == logged[:len(last['metrics'])]        # the rest: the final scores of the best model
+    assert {(m['name'].split('/')[1], m['step']) for m in logged[len(last['metrics']):]} == {
+        (name, results['best_epoch']) for name in ('Vox1-O', 'Vox1-E', 'Vox1-H')}
+    assert last['args']['num_hidden_layers'] == 2 and last['args']['epoch'] == 3 and last['num_classes'] == 6
+
+
+def test_the_best_model_is_really_restored_for_the_final_scores(reference):
+    results = json.loads((reference / 'results.json').read_text())
+    eval_o = {(name, step): value for name, step, value in metric_values(reference) if name.startswith('eval/Vox1-O/')}
+    best = results['best_epoch']
+    assert best < 3, 'this check needs a best epoch before the last one'
+    for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
+        assert results['Vox1-O'][metric] == eval_o[(f'eval/Vox1-O/{metric}', best)]
+    assert any(eval_o[(f'eval/Vox1-O/{metric}', 3)] != results['Vox1-O'][metric]
+               for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'))      # the last epoch would differ
+
+
+def test_evaluate_mode_needs_only_the_checkpoint(reference, tmp_path):
+    run_main(sys.executable, 'main.py', 'mode=evaluate', f'checkpoint={reference / "best.pt"}', f'path_log={tmp_path}')
+    again = json.loads((run_folder(tmp_path) / 'results.json').read_text())
+    first = json.loads((reference / 'results.json').read_text())
+    for name in ('Vox1-O', 'Vox1-E', 'Vox1-H'):
+        assert again[name] == first[name]
+
+
+def test_a_rank_that_raises_ends_the_two_process_job_fast_with_its_message(corpus, tmp_path):
+    test_root = tmp_path / 'test'
+    subprocess.run(['cp', '-r', corpus['path_test'], str(test_root)], check=True)
+    keys = sorted(set(read_trials(os.path.join(corpus['path_trials'], 'veri_test2.txt')).utterances())
+                  | set(read_trials(os.path.join(corpus['path_trials'], 'list_test_all2.txt')).utterances()))
+    bad = test_root / keys[1]                                       # in rank 1's shard of the enrollment
+    soundfile.write(bad, np.zeros(16000, dtype=np.float32), 8000)
+    args = command({**corpus, 'path_test': test_root}, tmp_path / 'exp',
+                   launcher=(sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'))
+    start = time.monotonic()
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    seconds = time.monotonic() - start
+    assert done.returncode != 0
+    assert f'error: path_test: {bad} has sample rate 8000 Hz, expected 16000 Hz' in done.stderr
+    assert seconds < 60, f'the job took {seconds:.0f} s to end'
