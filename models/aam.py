@@ -26,8 +26,10 @@ class AAMSoftmax(nn.Module):
         self.register_buffer('class_weights', weights, persistent=False)
 
     def logits(self, emb, labels):
-        """(B, E), (B,) -> (B, num_classes) scaled cosines, margin on the target class."""
-        cosine = F.linear(F.normalize(emb), F.normalize(self.weight))
+        """(B, E), (B,) -> (B, num_classes) scaled cosines, margin on the target class. In float32
+        even under autocast: x scale 30, a bf16 cosine's rounding would move the logits by 0.1."""
+        with torch.autocast(emb.device.type, enabled=False):
+            cosine = F.linear(F.normalize(emb.to(self.weight.dtype)), F.normalize(self.weight))
         sine = torch.sqrt((1.0 - cosine ** 2).clamp(0, 1))
         with_margin = cosine * math.cos(self.margin) - sine * math.sin(self.margin)
         with_margin = torch.where(cosine > self.threshold, with_margin, cosine - self.fallback)

@@ -270,12 +270,17 @@ def end_epoch(run, epoch, lrs, tuning, show):
         results = evaluate(run.raw_model, tuning, job.args['path_test'], job.args, job.device, show)
         log_evaluation(job.logger, results, epoch)
         eer = results['Vox1-O']['eer']
-    improved = (not tuning or eer < run.best['eer']) and not (tuning and math.isnan(eer))
+    improved = improves(eer, run.best['eer']) if tuning else True
     if improved:
         run.best = {'epoch': epoch, 'eer': eer}
         run.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in run.raw_model.state_dict().items()}
     run.epoch, run.state = epoch, EpochState()
     run.save(best_too=improved)
+
+
+def improves(eer, best_eer):
+    """A finite EER below the best so far; an epoch that could not be scored (NaN) never improves."""
+    return math.isfinite(eer) and eer < best_eer
 
 
 def stopped(logger, stop, epoch, step):

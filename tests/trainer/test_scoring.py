@@ -2,7 +2,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.voxceleb import Trials
+from trainer.evaluate import score_lists
 from trainer.scoring import score_trials, utterance_vectors
+from trainer.trainer import improves
 
 
 def original_score(full_e, full_t, segs_e, segs_t):
@@ -46,3 +49,14 @@ def test_chunking_does_not_change_scores_and_lists_are_accepted():
     np.testing.assert_array_equal(score_trials(unit_full, seg_mean, enroll_idx, test_idx, chunk=2), one_go)
     # a trial of an utterance with itself: full cosine 1, segment part the squared norm of its mean unit vector
     assert abs(one_go[2] - 0.5 * (1 + seg_mean[2].double().square().sum().item())) < 1e-6
+
+
+def test_a_list_with_non_finite_scores_is_not_scored_and_never_counts_as_an_improvement():
+    full, segments = random_embeddings(num_utts=4, num_seg=2, dim=8)
+    full[2] = float('nan')
+    trials = Trials(labels=np.array([1, 0, 1, 0]), enroll=['a', 'a', 'b', 'c'], test=['b', 'c', 'd', 'd'])
+    results = score_lists({'Vox1-O': trials}, ['a', 'b', 'c', 'd'], *utterance_vectors(full, segments))
+    result = results['Vox1-O']
+    assert result['nonfinite'] == 2 and result['trials'] == 4 and np.isnan(result['eer'])
+    assert not improves(result['eer'], float('inf'))
+    assert improves(10.0, 12.5) and not improves(12.5, 12.5)
