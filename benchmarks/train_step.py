@@ -59,7 +59,8 @@ DEVICE_DEFAULTS = {
 # dense bf16 tensor-core peaks, FLOP/s, by a part of torch.cuda.get_device_name(); the first match counts
 PEAK_BF16_FLOPS = (('H100 PCIe', 756e12), ('H100 NVL', 835e12), ('H200 NVL', 835e12), ('H100', 989e12),
                    ('H200', 989e12), ('A100', 312e12), ('L40S', 362e12))
-# the flop counter knows the CUDA SDPA kernels only; the CPU one runs where attention has no dropout
+# the flop counter knows the CUDA SDPA kernels only; CPU SDPA runs this one where attention has no dropout
+# (the frozen teacher, and every layer in step_flops' eval mode)
 CPU_SDPA_FLOPS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
         lambda query, key, value, *args, **kwargs: sdpa_flop_count(query, key, value),
@@ -77,7 +78,7 @@ def parse_args(argv=None):
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument('--ours-amp', choices=('none', 'bf16'), help='default: bf16 on CUDA, none on CPU')
     parser.add_argument('--original-attention', choices=('sdpa', 'eager'),
-                        help="the original side's attention (ours: sdpa); default: eager on CUDA, sdpa on CPU")
+                        help='the original side\'s attention (ours: sdpa); default: eager on CUDA, sdpa on CPU')
     parser.add_argument('--hidden', type=int, default=128)
     parser.add_argument('--teacher-layers', type=int, default=4)
     parser.add_argument('--student-layers', type=int, default=2)
@@ -172,9 +173,9 @@ def check_gradients(args, teacher, model, device):
     """Both formulations' gradients in float64 on a small batch; returns the largest difference
     relative to the tensor's largest gradient. Dropout, LayerDrop and masking stay on: both
     formulations draw them in the same order, so equal seeds give equal draws.
-    It runs on the benchmark's device at the benchmark's shape, so on CUDA it checks the model
-    that is timed (e.g. the pre-LN xlsr-53 layout) with the GPU's kernels, in a few seconds; the
-    CPU-sized default checks the same on CPU."""
+    It runs on the benchmark's device at the benchmark's shape (ours' copy: SDPA, whose float64
+    path is the math kernel): on CUDA it checks the model that is timed, e.g. the pre-LN xlsr-53
+    layout, on the GPU, where float64 costs seconds (at batch 2 on 2 CPU cores, about a minute)."""
     teacher, model = copy.deepcopy(teacher).double(), copy.deepcopy(model).double().train()
     batch = [t.double() if t.is_floating_point() else t for t in batch_of(args, args.check_batch, 2, device)]
     shared = seeded_gradients(teacher, model, batch, ours_loss)
@@ -259,8 +260,8 @@ def main(argv=None):
     cuda = device.type == 'cuda'
     if cuda and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no GPU is visible to torch')
-    ours = Side('shared front end (forward_two_paths)', ours_loss, torch.bfloat16 if args.ours_amp == 'bf16' else None,
-                'sdpa', *build(args, 'sdpa', device))
+    amp = torch.bfloat16 if args.ours_amp == 'bf16' else None
+    ours = Side('shared front end (forward_two_paths)', ours_loss, amp, 'sdpa', *build(args, 'sdpa', device))
     original = Side('original (student on the duplicated batch)', original_loss, None, args.original_attention,
                     *build(args, args.original_attention, device))
     layout = ' (pre-LN)' if args.stable_layer_norm else ''
@@ -285,11 +286,11 @@ def main(argv=None):
         print(details(args, side, flops[side], own_peak, peak_flops))
     if cuda:
         peak = 'n/a (GPU not in the table)' if peak_flops is None else f'{peak_flops / 1e12:.0f} TFLOP/s'
-        print(f'MFU: FLOPs per step / median step time / the dense bf16 peak of the {torch.cuda.get_device_name()}, '
-              f'{peak}, for the fp32 original too (fp32 with torch defaults: TF32 matmul '
-              f'{torch.backends.cuda.matmul.allow_tf32}, TF32 cuDNN convolutions {torch.backends.cudnn.allow_tf32}). '
-              f'Peak memory: torch.cuda.max_memory_allocated during the side\'s steps, less what the other side '
-              f'keeps on the GPU (weights, gradients, Adam state)')
+        print(f'MFU: FLOPs per step / median step time / the GPU\'s dense bf16 peak ({peak}), for the fp32 '
+              f'original too (torch\'s fp32 defaults: TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, '
+              f'TF32 cuDNN convolutions {torch.backends.cudnn.allow_tf32})')
+        print('peak memory: torch.cuda.max_memory_allocated during the side\'s steps, less what the other side '
+              'keeps on the GPU (weights, gradients, Adam state)')
     # the fastest step is the one that load from other processes on a shared machine disturbed least
     ratio = min(original.times) / min(ours.times)
     median_ratio = statistics.median(original.times) / statistics.median(ours.times)

@@ -13,25 +13,16 @@ import pytest
 import soundfile
 import torch
 
-from data.demo import prepare_demo
 from data.voxceleb import read_trials
+from tests.conftest import FAST, ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL_DEMO = dict(num_train_speakers=6, num_test_speakers=4, num_vox1_o_speakers=2, videos_per_speaker=2,
-                  utterances_per_video=2, num_musan_per_kind=2, num_rirs=2)
-FAST = ['model_name_or_path=tiny', 'num_hidden_layers=2', 'batch_size=4', 'ecapa_channels=16', 'embedding_size=32',
-        'num_workers=0', 'num_test_frames=100', 'spec_mask_freq=12', 'device=cpu', 'epoch=3', 'name=run']
+RUN = [*FAST, 'epoch=3', 'name=run']
 MID_EPOCH_2 = 'epoch 1 done, 2 steps of the next'      # 6 steps an epoch: 24 utterances, batch 4
-
-
-@pytest.fixture(scope='module')
-def corpus(tmp_path_factory):
-    return prepare_demo(str(tmp_path_factory.mktemp('demo')), **SMALL_DEMO)
 
 
 def command(corpus, path_log, *extra, launcher=(sys.executable,)):
     paths = [f'{key}={value}' for key, value in corpus.items()]
-    return [*launcher, 'main.py', *paths, *FAST, f'path_log={path_log}', *extra]
+    return [*launcher, 'main.py', *paths, *RUN, f'path_log={path_log}', *extra]
 
 
 def run_main(*args, timeout=300):
@@ -45,15 +36,18 @@ def run_folder(path_log):
     return folder
 
 
-def interrupt(args, path_log, signal_number, when=MID_EPOCH_2, **popen):
-    """Starts a run that saves last.pt after every step and sends it a signal once `when` is in
-    its log; returns the finished process."""
+def interrupt(args, path_log, signal_number, when=MID_EPOCH_2, signal_group=False, **popen):
+    """Starts a run and sends it (or its whole process group) a signal once `when` is in its log;
+    returns the finished process."""
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     deadline = time.monotonic() + 240
     while not any(when in log.read_text() for log in path_log.glob('OS-KDFT/*/log.txt')):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-4000:]
         time.sleep(0.02)
-    process.send_signal(signal_number)
+    if signal_group:
+        os.killpg(process.pid, signal_number)
+    else:
+        process.send_signal(signal_number)
     process.communicate(timeout=120)
     return process
 
@@ -175,3 +169,22 @@ def test_a_rank_that_raises_ends_the_two_process_job_fast_with_its_message(corpu
     assert done.returncode != 0
     assert f'error: path_test: {bad} has sample rate 8000 Hz, expected 16000 Hz' in done.stderr
     assert seconds < 60, f'the job took {seconds:.0f} s to end'
+
+
+def test_a_two_process_run_stopped_by_sigterm_resumes_on_one_process(corpus, tmp_path):
+    torchrun = (sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2')
+    # the whole group gets the signal, as a cluster's scheduler sends it
+    interrupt(command(corpus, tmp_path, 'checkpoint_minutes=0', launcher=torchrun), tmp_path,
+              signal.SIGTERM, start_new_session=True, signal_group=True)
+    folder = run_folder(tmp_path)                                   # rank 0 alone wrote a run folder
+    saved = load(folder / 'last.pt')
+    assert saved['world_size'] == 2 and len(saved['rng']) == 2 and saved['epoch'] == 1
+    log = (folder / 'log.txt').read_text()
+    assert 'device cpu x 2 process(es)' in log and 'batch 4 = 2 x 2' in log
+    assert f'Continue with: torchrun --nproc_per_node=2 main.py resume={folder / "last.pt"}' in log
+    run_main(sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto')
+    log = (folder / 'log.txt').read_text()
+    assert 'resumed on 1 processes, saved on 2: the data order is the same, the random streams' in log
+    results = json.loads((folder / 'results.json').read_text())
+    assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params'}
+    assert [step for name, step, _ in metric_values(folder) if name == 'loss/sv'] == [1, 2, 3]

@@ -233,14 +233,13 @@ def train(args, logger, device, resume=None):
 
     show = distributed.is_main()
     tuning = {name: trials for name, trials in trial_lists.items() if name == 'Vox1-O'}
-    if resume:
-        run.restore(resume, os.path.dirname(os.path.abspath(args['resume'])))
-    elif tuning:
-        log_evaluation(logger, evaluate(raw_model, tuning, args['path_test'], args, device, show), 0)
-    else:
-        logger.log_text('no Vox1-O list: the last epoch is kept as the best model')
-
-    with StopSignal() as stop:
+    with StopSignal() as stop:          # from here on a SIGTERM / SIGINT saves and stops at the next step
+        if resume:
+            run.restore(resume, os.path.dirname(os.path.abspath(args['resume'])))
+        elif tuning:
+            log_evaluation(logger, evaluate(raw_model, tuning, args['path_test'], args, device, show), 0)
+        else:
+            logger.log_text('no Vox1-O list: the last epoch is kept as the best model')
         for epoch in range(run.epoch + 1, args['epoch'] + 1):
             lrs = set_lrs(job.optimizer, epoch, args)
             loader.batch_sampler.set_epoch(epoch, run.state.step)

@@ -7,22 +7,13 @@ import time
 import pytest
 import torch
 
-from data.demo import prepare_demo
+from tests.conftest import ROOT
 from tests.trainer import ddp_worker
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SMALL_DEMO = dict(num_train_speakers=4, num_test_speakers=4, num_vox1_o_speakers=2, videos_per_speaker=2,
-                  utterances_per_video=2, num_musan_per_kind=1, num_rirs=1)
 
 
 def torchrun(*args, timeout=300):
     command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', *map(str, args)]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope='module')
-def corpus(tmp_path_factory):
-    return prepare_demo(str(tmp_path_factory.mktemp('demo')), **SMALL_DEMO)
 
 
 @pytest.fixture(scope='module')
@@ -48,7 +39,7 @@ def one_process():
 def assert_relatively_close(actual, expected, tolerance=1e-5):
     assert actual.keys() == expected.keys()
     for name in expected:
-        scale = expected[name].double().abs().max().clamp(min=1e-8)     # floor: gradients that are 0 in exact arithmetic
+        scale = expected[name].double().abs().max().clamp(min=1e-8)     # floor: gradients 0 in exact arithmetic
         difference = (actual[name].double() - expected[name].double()).abs().max()
         assert difference <= tolerance * scale, f'{name}: {difference:.3e} vs scale {scale:.3e}'
 

@@ -1,0 +1,18 @@
+"""What several test modules share: a very small demo corpus and the command line of a fast run."""
+import os
+
+import pytest
+
+from data.demo import prepare_demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL_DEMO = dict(num_train_speakers=6, num_test_speakers=4, num_vox1_o_speakers=2, videos_per_speaker=2,
+                  utterances_per_video=2, num_musan_per_kind=2, num_rirs=2)
+FAST = ['model_name_or_path=tiny', 'num_hidden_layers=2', 'batch_size=4', 'ecapa_channels=16', 'embedding_size=32',
+        'num_workers=0', 'num_test_frames=100', 'spec_mask_freq=12', 'device=cpu']
+
+
+@pytest.fixture(scope='session')
+def corpus(tmp_path_factory):
+    """24 training utterances of 6 speakers, 16 test utterances; every path as key=value for main.py."""
+    return prepare_demo(str(tmp_path_factory.mktemp('demo')), **SMALL_DEMO)
