@@ -3,7 +3,6 @@ Vox1-O EER, and score Vox1-O / E / H with it at the end; in one process or many,
 any checkpoint."""
 import math
 import os
-import time
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -21,9 +20,10 @@ from models.ssl import count_parameters, load_teacher
 from models.student import Student
 from trainer.evaluate import evaluate, trial_utterances
 from trainer.loop import EpochState, Job, StopSignal, train_epoch
+from trainer.run import Run
 from trainer.schedule import group_lrs
 from utils import distributed
-from utils.checkpoint import gather_rng_states, load_checkpoint, set_rng_state
+from utils.checkpoint import load_checkpoint
 from utils.seed import seed_everything
 
 TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': 'trials_vox1_h'}
@@ -141,69 +141,6 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
     summary['params'] = params
     logger.save_results(summary)
     return summary
-
-
-class Run:
-    """One training run's state between epochs, and its checkpoints. best.pt is written after
-    last.pt, so a kill between them leaves a last.pt whose best epoch is the epoch it ends:
-    resume then takes the best weights from last.pt itself."""
-
-    def __init__(self, job, raw_model, num_classes):
-        self.job = job
-        self.raw_model = raw_model
-        self.num_classes = num_classes
-        self.epoch = 0                              # epochs completed
-        self.state = EpochState()                   # the epoch in progress
-        self.best = {'epoch': 0, 'eer': float('inf')}
-        self.best_weights = None
-
-    def checkpoint(self):
-        """Every rank calls it (the random states of all ranks are gathered); rank 0's dict is the
-        checkpoint, the others get None."""
-        rng = gather_rng_states()
-        if rng is None:
-            return None
-        return {'epoch': self.epoch, 'step': self.state.step, 'epoch_state': self.state.to_dict(),
-                'model': self.raw_model.state_dict(), 'optimizer': self.job.optimizer.state_dict(),
-                'scaler': self.job.scaler.state_dict(), 'best': dict(self.best),
-                'metrics': list(self.job.logger.records), 'rng': rng, 'world_size': distributed.world_size(),
-                'num_classes': self.num_classes, 'args': dict(self.job.args)}
-
-    def save(self, best_too=False):
-        state = self.checkpoint()
-        self.job.logger.save_checkpoint('last.pt', state)
-        if best_too:
-            self.job.logger.save_checkpoint('best.pt', state)
-        self.job.last_save = time.monotonic()
-        self.job.logger.log_text(f'saved last.pt{" and best.pt" if best_too else ""}: epoch {self.epoch} done, '
-                                 f'{self.state.step} steps of the next')
-
-    def restore(self, saved, run_dir):
-        """Continues from a checkpoint: weights, optimizer, loss scaler, counters, metrics, best
-        model and this rank's random state."""
-        self.raw_model.load_state_dict(saved['model'])
-        self.job.optimizer.load_state_dict(saved['optimizer'])
-        self.job.scaler.load_state_dict(saved['scaler'])
-        self.epoch = saved['epoch']
-        self.state = EpochState(**saved['epoch_state'])
-        self.best = saved['best']
-        self.job.logger.restore_metrics(saved['metrics'])
-        if self.best['epoch'] == self.epoch and self.state.step == 0:
-            self.best_weights = saved['model']
-        elif self.best['epoch'] > 0:
-            best = load_checkpoint(os.path.join(run_dir, 'best.pt'), 'resume')
-            if best['epoch'] != self.best['epoch']:
-                raise ValueError(f'resume: {run_dir}/best.pt holds epoch {best["epoch"]}, the run\'s best '
-                                 f'is epoch {self.best["epoch"]}')
-            self.best_weights = best['model']
-        rank, world = distributed.rank(), distributed.world_size()
-        if saved['world_size'] == world:
-            set_rng_state(saved['rng'][rank])
-        else:
-            self.job.logger.log_text(f'resumed on {world} processes, saved on {saved["world_size"]}: the data '
-                                     f'order is the same, the random streams (dropout, masking) are new ones')
-        self.job.logger.log_text(f'resumed from epoch {self.epoch}, step {self.state.step} of the next; '
-                                 f'best so far epoch {self.best["epoch"]}')
 
 
 def train(args, logger, device, resume=None):
