@@ -36,20 +36,27 @@ def device_type(name):
     return name
 
 
-def check_arguments(args):
-    """Fails before anything is built or written when a value cannot work."""
+def check_values(args):
+    """Fails before anything is made or written when a setting cannot work."""
     if args['mode'] not in ('train', 'evaluate'):
         raise ArgumentError(f'mode={args["mode"]!r}: expected train or evaluate')
     if args['method'] != 'oskdft':
         raise ArgumentError(f'method={args["method"]!r}: this version runs method=oskdft')
     if args['amp'] not in AMP_MODES:
         raise ArgumentError(f'amp={args["amp"]!r}: expected one of {", ".join(AMP_MODES)}')
+    device_type(args['device'])
     if args['student_warmup_epochs'] < 2:
         raise ArgumentError('student_warmup_epochs must be at least 2 (the warm-up is e / W for e < W)')
     if args['mode'] == 'train' and args['epoch'] < 1:
         raise ArgumentError(f'epoch={args["epoch"]}: train for at least one epoch')
     if args['max_bad_steps'] < 1 or args['log_interval'] < 1:
         raise ArgumentError('max_bad_steps and log_interval must be at least 1')
+    if args['mode'] == 'evaluate' and not args['checkpoint']:
+        raise ArgumentError('checkpoint is not set: mode=evaluate needs the last.pt / best.pt of a run')
+
+
+def check_paths(args):
+    """Fails before anything is written when a dataset path is missing or is not a folder."""
     if bool(args['path_musan']) != bool(args['path_rir']):
         missing = 'path_rir' if args['path_musan'] else 'path_musan'
         raise ArgumentError(f'{missing} is not set: augmentation needs both path_musan and path_rir (or neither)')
@@ -61,8 +68,6 @@ def check_arguments(args):
     for key in DATASET_PATHS:
         if args[key] and not os.path.isdir(args[key]):
             raise ArgumentError(f'{key}={args[key]!r} is not a folder')
-    if args['mode'] == 'evaluate' and not args['checkpoint']:
-        raise ArgumentError('checkpoint is not set: mode=evaluate needs the last.pt / best.pt of a run')
 
 
 def find_last_checkpoint(args):
@@ -110,9 +115,10 @@ def use_demo_corpus(args):
 
 
 def prepare(args):
+    check_values(args)
     if args['demo']:
         use_demo_corpus(args)
-    check_arguments(args)
+    check_paths(args)
 
 
 def processes_to_start(args):

@@ -76,6 +76,8 @@ def test_evaluate_mode_reproduces_the_best_models_results(run_dir, corpus, tmp_p
     ('epochs=3', "unknown argument 'epochs'. Did you mean epoch?"),
     ('nonsense=1', "unknown argument 'nonsense'"),
     ('path_train=/no/such/folder', "path_train='/no/such/folder' is not a folder"),
+    ('resume=/no/such/last.pt', "resume='/no/such/last.pt': no such checkpoint file"),
+    ('amp=fp32', "amp='fp32': expected one of auto, none, bf16, fp16"),
 ])
 def test_bad_command_line_fails_at_once_with_one_clear_line(argument, message, tmp_path):
     done = subprocess.run([sys.executable, 'main.py', argument, f'path_log={tmp_path / "exp"}'], cwd=ROOT,
