@@ -13,6 +13,8 @@ import sys
 import warnings
 
 import torch
+import transformers
+from torch.multiprocessing import ProcessExitedException
 
 from arguments import DATASET_PATHS, EXPERIMENT_ARGS, SYSTEM_ARGS, ArgumentError, get_args, parse_overrides
 from data.demo import prepare_demo
@@ -23,6 +25,7 @@ from utils import distributed
 from utils.checkpoint import load_checkpoint
 
 PROJECT_ROOT = os.path.dirname(os.path.abspath(__file__))
+USER_ERRORS = (OSError, ValueError, TrainingDiverged)      # paths, audio, arguments, a diverging run
 AMP_MODES = ('auto', 'none', 'bf16', 'fp16')
 
 
@@ -96,7 +99,7 @@ def resolve_arguments(argv):
             kept = ', '.join(f'{key}={saved.get(key)!r}' for key in changed)
             raise ArgumentError(f'resume continues a run with its own settings: {", ".join(changed)} cannot change '
                                 f'(the run has {kept}); start a new run to change them')
-        args = {**args, **state['args'], **overrides, 'resume': path}
+        args = {**args, **saved, **overrides, 'resume': path}
         return args, state
     if args['mode'] == 'evaluate' and args['checkpoint']:
         saved = load_checkpoint(args['checkpoint'])['args']
@@ -164,7 +167,6 @@ def run(args, resume_state):
 
 def quiet_libraries():
     """Ranks other than 0 print nothing but errors."""
-    import transformers
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings('ignore')
 
@@ -177,12 +179,20 @@ def main(argv):
         return
     prepare(args)       # the corpus and the argument checks once, before any process starts
     print(f'starting {processes} processes, one per GPU', flush=True)
-    distributed.spawn(run, processes, args, resume_state)
+    distributed.spawn(run_reporting_errors, processes, args, resume_state)
+
+
+def run_reporting_errors(args, resume_state):
+    """run() in a spawned process: a user's error ends it with the one line naming what to fix."""
+    try:
+        run(args, resume_state)
+    except USER_ERRORS as error:
+        sys.exit(f'error: {user_message(error)}')
 
 
 def user_message(error):
-    """The one line that names what to fix; errors raised in a data-loading worker or another
-    process arrive wrapped in its traceback, whose last line is the original message."""
+    """The one line that names what to fix; errors raised in a data-loading worker arrive wrapped
+    in its traceback, whose last line is the original message."""
     lines = str(error).strip().splitlines()
     return re.sub(r'^[\w.]+(Error|Exception|Diverged): ', '', lines[-1]) if lines else type(error).__name__
 
@@ -190,7 +200,7 @@ def user_message(error):
 if __name__ == '__main__':
     try:
         main(sys.argv[1:])
-    except (OSError, ValueError, TrainingDiverged) as error:      # what a user can cause: paths, audio, arguments
+    except USER_ERRORS as error:
         sys.exit(f'error: {user_message(error)}')
-    except torch.multiprocessing.ProcessRaisedException as error:
-        sys.exit(f'error: {user_message(error)}')
+    except ProcessExitedException:
+        sys.exit(1)         # a spawned process printed its error and stopped; the others were stopped

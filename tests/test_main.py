@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from torch.multiprocessing import ProcessExitedException
 
 import main
 from tests.conftest import FAST, ROOT
+from utils import distributed
 
 
 @pytest.fixture(scope='module')
@@ -103,3 +105,22 @@ def test_a_wrong_rate_training_file_stops_with_one_line_and_keeps_the_log(corpus
     (folder,) = (tmp_path / 'exp' / 'OS-KDFT').iterdir()
     assert 'stopped: path_train:' in (folder / 'log.txt').read_text()
     assert [json.loads(line)['step'] for line in (folder / 'metrics.jsonl').read_text().splitlines()][0] == 0
+
+
+def test_processes_started_by_main_itself_train_as_one_job(corpus, tmp_path):
+    """The path `python main.py` takes on a machine with several GPUs (one process each, started
+    by main), run here on CPU with gloo."""
+    paths = [f'{key}={value}' for key, value in corpus.items()]
+    args, resume_state = main.resolve_arguments(paths + FAST + ['epoch=1', f'path_log={tmp_path}'])
+    distributed.spawn(main.run_reporting_errors, 2, args, resume_state)
+    (folder,) = (tmp_path / 'OS-KDFT').iterdir()
+    assert 'device cpu x 2 process(es)' in (folder / 'log.txt').read_text()
+    assert json.loads((folder / 'results.json').read_text())['Vox1-O']['trials'] == 16
+
+
+def test_a_spawned_process_reports_a_bad_argument_in_one_line(tmp_path, capfd):
+    args, resume_state = main.resolve_arguments(['amp=fp32', f'path_log={tmp_path}'])
+    with pytest.raises(ProcessExitedException, match='exited with exit code 1|terminated with exit code 1'):
+        distributed.spawn(main.run_reporting_errors, 2, args, resume_state)
+    assert "error: amp='fp32': expected one of auto, none, bf16, fp16" in capfd.readouterr().err
+    assert not (tmp_path / 'OS-KDFT').exists()

@@ -62,11 +62,13 @@ def spawn(worker, nprocs, *args):
     """Runs worker(*args) in nprocs new processes that form one job on this machine, as torchrun
     would start them. When one of them fails, the others are stopped and the failure is raised here."""
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()), WORLD_SIZE=str(nprocs))
-    mp.spawn(_run_as_rank, args=(worker, args), nprocs=nprocs, join=True)
+    mp.spawn(_run_as_rank, args=(worker, nprocs, args), nprocs=nprocs, join=True)
 
 
-def _run_as_rank(local_rank, worker, args):
+def _run_as_rank(local_rank, worker, nprocs, args):
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank))
+    if 'OMP_NUM_THREADS' not in os.environ:     # the CPU cores shared out, as torchrun does
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nprocs))
     worker(*args)
 
 
