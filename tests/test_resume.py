@@ -80,12 +80,16 @@ def reference(corpus, tmp_path_factory):
     return run_folder(path_log)
 
 
-def test_a_run_killed_mid_epoch_and_resumed_reaches_the_uninterrupted_weights(corpus, reference, tmp_path):
-    killed = interrupt(command(corpus, tmp_path, 'checkpoint_minutes=0'), tmp_path, signal.SIGKILL)
+@pytest.mark.parametrize('minutes, when, steps', [
+    ('0', MID_EPOCH_2, range(2, 6)),                                 # last.pt after every step: within epoch 2
+    ('1000', 'saved last.pt and best.pt: epoch 1 done', [0]),        # only at epoch ends: between epochs 1 and 2
+])
+def test_a_killed_run_resumed_reaches_the_uninterrupted_weights(corpus, reference, tmp_path, minutes, when, steps):
+    killed = interrupt(command(corpus, tmp_path, f'checkpoint_minutes={minutes}'), tmp_path, signal.SIGKILL, when)
     assert killed.returncode == -signal.SIGKILL
     folder = run_folder(tmp_path)
     saved = load(folder / 'last.pt')
-    assert saved['epoch'] == 1 and 2 <= saved['step'] < 6           # killed within epoch 2
+    assert saved['epoch'] == 1 and saved['step'] in steps
     done = run_main(sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto')
     assert f'run folder (resumed): {folder}' in done.stdout
     assert run_folder(tmp_path) == folder                           # no second run folder
