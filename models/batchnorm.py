@@ -38,6 +38,8 @@ def global_mean_var(x):
     keeps the precision of a two-pass variance."""
     dims = [0] + list(range(2, x.dim()))
     count = x.numel() // x.shape[1]
+    if x.dtype in (torch.float16, torch.bfloat16):      # under autocast: statistics in float32, as cuDNN keeps them
+        x = x.float()
     var, mean = torch.var_mean(x, dim=dims, unbiased=False)             # (C,) each
     local = torch.cat([x.new_full((1,), count), mean, var * count])    # (1 + 2C,)
     table = F.pad(local[None], (0, 0, rank(), world_size() - rank() - 1))   # this rank's row, (W, 1 + 2C)

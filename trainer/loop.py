@@ -95,21 +95,26 @@ def train_epoch(job, epoch, state, stop, save_last):
         job.optimizer.zero_grad(set_to_none=True)
         job.scaler.scale(loss).backward()
         job.scaler.unscale_(job.optimizer)
-        finite = torch.isfinite(values[2]) & torch.isfinite(gradient_norm(job.optimizer))
         save_due = distributed.is_main() and time.monotonic() - job.last_save >= args['checkpoint_minutes'] * 60
-        flags = torch.stack([~finite, torch.tensor(stop.received is not None, device=device),
+        flags = torch.stack([~torch.isfinite(values[2]), ~torch.isfinite(gradient_norm(job.optimizer)),
+                             torch.tensor(stop.received is not None, device=device),
                              torch.tensor(save_due, device=device)])
-        bad, stopping, saving = distributed.any_rank(flags).tolist()    # the step's one read from the device
+        bad_loss, bad_grads, stopping, saving = distributed.any_rank(flags).tolist()   # the step's one read
         state.step += 1
-        if bad:
+        skipped = bad_loss or bad_grads
+        # with fp16 loss scaling, gradients that overflow while the loss is finite are the scaler's
+        # business: scaler.step skips them itself and the scale is lowered (counted, not reported)
+        if skipped and not (job.scaler.is_enabled() and not bad_loss):
             for buffer, saved in zip(job.model.buffers(), buffers):
                 buffer.copy_(saved)
-            state.skipped += 1
-            state.bad_in_row += 1
             job.logger.log_text(f'epoch {epoch} step {state.step}: non-finite loss or gradients, step skipped '
-                                f'({state.bad_in_row} in a row)')
+                                f'({state.bad_in_row + 1} in a row)')
         else:
             job.scaler.step(job.optimizer)
+        if skipped:
+            state.skipped += 1
+            state.bad_in_row += 1
+        else:
             sums += torch.cat([values.double(), values.new_ones(1, dtype=torch.float64)])
             state.bad_in_row = 0
         job.scaler.update()

@@ -201,6 +201,9 @@ def end_epoch(run, epoch, lrs, tuning, show):
     totals = EpochState(sums=distributed.sum_over_ranks(run.state.sums.to(job.device)).cpu())
     log_training(job.logger, epoch, lrs, totals.means())
     job.logger.log_metric('train/skipped_steps', run.state.skipped, epoch)
+    if run.state.skipped:
+        job.logger.log_text(f'epoch {epoch}: {run.state.skipped} steps skipped (non-finite loss or gradients, '
+                            f'or fp16 overflow while the loss scale settles); the means are over the others')
     eer = float('nan')
     if tuning:
         results = evaluate(run.raw_model, tuning, job.args['path_test'], job.args, job.device, show)

@@ -144,3 +144,19 @@ def test_mixed_precision_steps_follow_the_full_precision_step(setup, amp_dtype, 
     assert torch.nn.functional.cosine_similarity(full, mixed, dim=0) > similarity
     assert (mixed.norm() / full.norm()).item() == pytest.approx(1.0, abs=0.3)
     assert not torch.equal(full, mixed)
+
+
+def test_fp16_gradients_that_overflow_are_left_to_the_loss_scaler(setup):
+    teacher, model, batch = setup
+    teacher, model = teacher.float(), model.float()
+    batch = (batch[0].float(), batch[1].float(), batch[2])
+    before = copy.deepcopy(model.state_dict())
+    job = job_of(model, teacher, [batch], torch.optim.SGD(model.parameters(), lr=0.01), amp_dtype=torch.float16)
+    job.scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 30)       # sure to overflow fp16
+    texts = []
+    job.logger.log_text = texts.append
+    state, finished = run_epoch(job)
+    assert finished and state.skipped == 1 and state.bad_in_row == 1 and state.sums[-1].item() == 0
+    assert job.scaler.get_scale() == 2.0 ** 29 and texts == []          # lowered; no "non-finite" report
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[name]), name
