@@ -23,7 +23,7 @@ SYSTEM_ARGS = {
     'mode': 'train',                    # 'train' or 'evaluate' (scores the trial lists with `checkpoint`)
     'checkpoint': None,                 # a last.pt / best.pt of an earlier run, for mode=evaluate
     'resume': None,                     # a run's last.pt, or 'auto': the newest last.pt of this `name`
-    'checkpoint_minutes': 30.0,         # last.pt is also saved this often within an epoch
+    'checkpoint_minutes': 30.0,         # last.pt is also saved this often within an epoch (0: every step)
     'max_bad_steps': 50,                # this many non-finite steps in a row stop the run (last.pt saved)
     'log_interval': 100,                # steps between reads of the losses from the device
     'project': 'OS-KDFT',

@@ -8,27 +8,35 @@
 #   before it, the same with ours under torch.compile (`gpu_train_step_compiled: ratio=X.XX`).
 # A failed or timed-out demo does not stop the benchmark; the script then exits non-zero.
 #
-#     bash benchmarks/gpu_check.sh        # from anywhere; uses the repository's .venv, made if absent
+#     bash benchmarks/gpu_check.sh        # from anywhere; PYTHON=... picks the interpreter
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 nvidia-smi -L
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-    .venv/bin/pip install -r requirements.txt
+# the python to use: $PYTHON, else the first of .venv/bin/python and python3 whose torch sees a GPU
+# (a GPU machine's own python3 may hold a CUDA build of torch; soundfile may have to be added there)
+sees_gpu() { "$1" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
+if [ -n "${PYTHON:-}" ]; then
+    py=$PYTHON
+elif [ -x .venv/bin/python ] && sees_gpu .venv/bin/python; then
+    py=.venv/bin/python
+elif sees_gpu python3; then
+    py=python3
+else
+    echo 'gpu_check: no python here whose torch sees a GPU (.venv/bin/python, python3); set PYTHON=...' >&2
+    exit 1
 fi
-# exits 1 with the message when torch has no CUDA (e.g. a CPU build of torch)
-.venv/bin/python -c 'import sys, torch; sys.exit(None if torch.cuda.is_available() else
-    f"gpu_check: torch {torch.__version__} in .venv sees no GPU: install a CUDA build of torch into .venv")'
+"$py" -c 'import torch, transformers, soundfile; print("gpu_check: torch", torch.__version__, "transformers",
+    transformers.__version__, "on", torch.cuda.get_device_name())'
 
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
 demo_status=0
 start=$SECONDS
-timeout 180 .venv/bin/python main.py device=cuda amp=bf16 path_log="$log_dir" || demo_status=$?
+timeout 180 "$py" main.py device=cuda amp=bf16 path_log="$log_dir" || demo_status=$?
 echo "gpu_check: demo (device=cuda amp=bf16) took $((SECONDS - start)) s, exit status $demo_status"
 
 # compile=true is worth its start-up only where it is faster: measured here, ours compiled vs the original
-timeout 120 .venv/bin/python benchmarks/train_step.py --device cuda --xlsr --compile || echo 'gpu_check: compiled run failed'
-timeout 150 .venv/bin/python benchmarks/train_step.py --device cuda --xlsr
+timeout 120 "$py" benchmarks/train_step.py --device cuda --xlsr --compile || echo 'gpu_check: compiled run failed'
+timeout 150 "$py" benchmarks/train_step.py --device cuda --xlsr
 exit "$demo_status"
