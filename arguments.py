@@ -72,10 +72,12 @@ EXPERIMENT_ARGS = {
     'ease_p': 0.3,
     'seed': 1,
 
-    # trial lists, looked up in path_trials; a list that is not there is left out (said in the log)
-    'trials_vox1_o': 'veri_test2.txt',
-    'trials_vox1_e': 'list_test_all2.txt',
-    'trials_vox1_h': 'list_test_hard2.txt',
+    # trial lists in path_trials. None: the official names, the cleaned list first (veri_test2.txt, then
+    # veri_test.txt; list_test_all2.txt / list_test_all.txt; list_test_hard2.txt / list_test_hard.txt);
+    # a file name here is used as given. A list that is not there is left out (said in the log)
+    'trials_vox1_o': None,
+    'trials_vox1_e': None,
+    'trials_vox1_h': None,
 }
 
 # The embedded demo's own sizes, applied when no dataset path is set (command-line values still win).

@@ -46,6 +46,14 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+# the official trial-list file names of each VoxCeleb1 test, the cleaned list first
+OFFICIAL_TRIAL_FILES = {
+    'Vox1-O': ('veri_test2.txt', 'veri_test.txt'),
+    'Vox1-E': ('list_test_all2.txt', 'list_test_all.txt'),
+    'Vox1-H': ('list_test_hard2.txt', 'list_test_hard.txt'),
+}
+
+
 @dataclass
 class Trials:
     labels: np.ndarray  # int64 (M,), 1 = target

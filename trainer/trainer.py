@@ -12,7 +12,7 @@ from data.audio import FRAME_SAMPLES
 from data.augment import Augmenter
 from data.datasets import TrainSet, require_files
 from data.sampler import GlobalBatchSampler
-from data.voxceleb import class_weights, read_trials, scan_voxceleb
+from data.voxceleb import OFFICIAL_TRIAL_FILES, class_weights, read_trials, scan_voxceleb
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
 from models.speaker_net import SpeakerNet
@@ -55,15 +55,20 @@ def set_lrs(optimizer, epoch, args):
 
 
 def load_trial_lists(args, logger):
-    """The trial lists found in path_trials (one that is not there is left out, and said so),
-    checked before any training to name only files that path_test holds."""
+    """The trial lists found in path_trials, each under its trials_vox1_* name or else the first of
+    its official names that is there; the log says which file each came from, and which lists are
+    left out. Checked before any training to name only files that path_test holds."""
     lists = {}
     for name, key in TRIAL_LISTS.items():
-        path = os.path.join(args['path_trials'], args[key]) if args['path_trials'] else None
-        if path and os.path.isfile(path):
-            lists[name] = read_trials(path)
+        candidates = [args[key]] if args[key] else OFFICIAL_TRIAL_FILES[name]
+        found = [file for file in candidates if args['path_trials'] and
+                 os.path.isfile(os.path.join(args['path_trials'], file))]
+        if found:
+            lists[name] = read_trials(os.path.join(args['path_trials'], found[0]))
+            logger.log_text(f'{name}: {len(lists[name].labels)} trials from {found[0]}')
         else:
-            logger.log_text(f'{name}: no trial list {path or args[key]!r} ({key} in path_trials), left out')
+            where = f'in path_trials={args["path_trials"]!r}' if args['path_trials'] else '(path_trials is not set)'
+            logger.log_text(f'{name}: no {" or ".join(candidates)} {where} ({key}), left out')
     require_files(args['path_test'], trial_utterances(lists))
     return lists
 
