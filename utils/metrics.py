@@ -19,9 +19,13 @@ def _roc(scores, labels):
     if num_target == 0 or num_nontarget == 0:
         raise ValueError(f'EER / minDCF need target (1) and non-target (0) trials; got {num_target} '
                          f'targets and {num_nontarget} non-targets')
-    order = np.argsort(scores)[::-1]                            # highest score first
-    sorted_scores = scores[order]
-    true_accepts = np.cumsum(targets[order])
+    # the target and the non-target scores sorted apart, then merged: a stable argsort of two sorted
+    # runs is a linear merge, and two value sorts are faster than one argsort where numpy's argsort
+    # has no SIMD kernel (3x slower there at 580k scores)
+    runs = np.concatenate([np.sort(scores[targets]), np.sort(scores[~targets])])
+    order = np.argsort(runs, kind='stable')[::-1]               # highest score first
+    sorted_scores = runs[order]
+    true_accepts = np.cumsum(order < num_target)
     false_accepts = np.arange(1, scores.size + 1) - true_accepts
     group_ends = np.r_[np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]), scores.size - 1]
     tpr = np.r_[0, true_accepts[group_ends]] / num_target
