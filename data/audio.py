@@ -27,6 +27,8 @@ def _open_checked(path):
             raise AudioError(f"{path} has sample rate {f.samplerate} Hz, expected {SAMPLE_RATE} Hz")
         if f.channels != 1:
             raise AudioError(f"{path} has {f.channels} channels, expected mono")
+        if f.frames == 0:
+            raise AudioError(f"{path} holds no samples")
         yield f
 
 

@@ -12,24 +12,40 @@ class Manifest:
     speakers: list[str]  # sorted speaker ids
 
 
-def _speaker_wav_files(root):
-    """Relative paths of every .wav in the sub-folders of root, sorted; files directly in root have no speaker."""
+AUDIO_EXTENSIONS = (".wav", ".flac")
+
+
+def _speaker_files(root, extensions):
+    """Relative paths of every file with one of the extensions in the sub-folders of root, sorted;
+    files directly in root have no speaker."""
     found = []
     for folder, _, files in os.walk(root):
         if folder != root:
             rel = os.path.relpath(folder, root)
-            found.extend(os.path.join(rel, name) for name in files if name.lower().endswith(".wav"))
+            found.extend(os.path.join(rel, name) for name in files if name.lower().endswith(extensions))
     return sorted(found)
 
 
+def _no_audio(root, argument):
+    """The error for a tree without usable audio; an .m4a tree (VoxCeleb2 as shipped) gets the command
+    that converts it."""
+    if _speaker_files(root, (".m4a",)):
+        return FileNotFoundError(
+            f"{argument}: {root} holds .m4a files (VoxCeleb2 as shipped), which cannot be read here; convert "
+            f"them to 16 kHz mono wav beside them first, e.g. find {root} -name '*.m4a' -exec sh -c "
+            f"'ffmpeg -loglevel error -n -i \"$0\" -ac 1 -ar 16000 \"${{0%.m4a}}.wav\"' {{}} \\;"
+        )
+    return FileNotFoundError(f"{argument}: no .wav or .flac files under {root}/<speaker>/")
+
+
 def scan_voxceleb(root: str, argument: str = "path_train") -> Manifest:
-    """Every wav under root/<speaker>/..., the speaker being the top folder."""
+    """Every .wav / .flac under root/<speaker>/..., the speaker being the top folder."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{argument}: folder not found: {root}")
-    rel_paths = _speaker_wav_files(root)
+    rel_paths = _speaker_files(root, AUDIO_EXTENSIONS)
     if not rel_paths:
-        raise FileNotFoundError(f"{argument}: no .wav files under {root}/<speaker>/")
+        raise _no_audio(root, argument)
     speaker_of_file = [p.split(os.sep, 1)[0] for p in rel_paths]
     speakers, labels = np.unique(np.array(speaker_of_file), return_inverse=True)
     return Manifest(

@@ -90,3 +90,10 @@ def test_read_random_crop_equals_crop_of_whole_file(ramp_wav):
         in_memory = crop(wave, 300, np.random.default_rng(seed))
         np.testing.assert_array_equal(from_disk, in_memory)
     np.testing.assert_array_equal(read_random_crop(path, 2500, np.random.default_rng(0)), np.tile(wave, 3)[:2500])
+
+
+def test_an_empty_file_is_named(tmp_path):
+    path = str(tmp_path / "empty.wav")
+    write_wav(path, np.zeros(0, dtype=np.float32))
+    with pytest.raises(AudioError, match=f"{path} holds no samples"):
+        read_random_crop(path, 100, np.random.default_rng(0))

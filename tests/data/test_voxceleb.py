@@ -36,7 +36,7 @@ def test_scan_voxceleb_missing_or_empty_root_names_argument(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"path_train: folder not found: .*absent"):
         scan_voxceleb(str(tmp_path / "absent"))
     (tmp_path / "empty" / "id001").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match=r"path_test: no \.wav files under .*empty"):
+    with pytest.raises(FileNotFoundError, match=r"path_test: no \.wav or \.flac files under .*empty"):
         scan_voxceleb(str(tmp_path / "empty"), argument="path_test")
 
 
@@ -102,3 +102,20 @@ def test_read_trials_missing_or_empty_file(tmp_path):
         read_trials(str(tmp_path / "nope.txt"))
     with pytest.raises(ValueError, match="path_trials: .*holds no trials"):
         read_trials(write(tmp_path, "\n\n"))
+
+
+def test_flac_files_are_training_files_too(vox_tree):
+    touch(str(vox_tree / "id004/vidD/00001.flac"))
+    manifest = scan_voxceleb(str(vox_tree))
+    assert manifest.speakers[-1] == "id004" and manifest.paths[-1].endswith("id004/vidD/00001.flac")
+
+
+def test_an_m4a_tree_fails_at_once_with_the_command_that_converts_it(tmp_path):
+    touch(str(tmp_path / "dev" / "aac" / "id00012" / "21Uxsk56VDQ" / "00001.m4a"))
+    root = tmp_path / "dev" / "aac"
+    with pytest.raises(FileNotFoundError) as error:
+        scan_voxceleb(str(root))
+    message = str(error.value)
+    assert message.startswith(f"path_train: {root} holds .m4a files (VoxCeleb2 as shipped)")
+    assert f"find {root} -name '*.m4a' -exec sh -c 'ffmpeg -loglevel error -n -i \"$0\" -ac 1 -ar 16000 " \
+           "\"${0%.m4a}.wav\"' {} \\;" in message
