@@ -23,14 +23,27 @@ def evenly_spaced_segments(wave: np.ndarray, num_samples: int, num_seg: int) -> 
     return np.stack([wave[s : s + num_samples] for s in starts])
 
 
-def require_files(root, keys, argument="path_test"):
-    """Fails when any root/key is not a file, naming the argument, the count and the first."""
-    missing = [key for key in keys if not os.path.isfile(os.path.join(root, key))]
+# where VoxCeleb1 keeps its wavs once unpacked: the root itself, or wav/ (vox1_test_wav, vox1_dev_wav),
+# or test/wav/ and dev/wav/ when both are unpacked side by side
+TEST_SUBFOLDERS = ("", "wav", os.path.join("test", "wav"), os.path.join("dev", "wav"))
+
+
+def resolve_test_files(root, keys, argument="path_test"):
+    """The file of each key: root/key or the first conventional subfolder of root that holds it.
+    Fails when any key is found nowhere, naming the argument, the count and the first few."""
+    roots = [os.path.join(root, sub) for sub in TEST_SUBFOLDERS if os.path.isdir(os.path.join(root, sub))]
+    paths, missing = [], []
+    for key in keys:
+        path = next((os.path.join(r, key) for r in roots if os.path.isfile(os.path.join(r, key))), None)
+        paths.append(path)
+        if path is None:
+            missing.append(key)
     if missing:
         raise FileNotFoundError(
-            f"{argument}: {len(missing)} of {len(keys)} test files not found, "
-            f"the first: {os.path.join(root, missing[0])}"
+            f"{argument}: {len(missing)} of {len(keys)} test files not found under {root} (nor its "
+            f"{', '.join(sub + '/' for sub in TEST_SUBFOLDERS if sub)}), the first: {', '.join(missing[:3])}"
         )
+    return paths
 
 
 def _naming_argument(err: AudioError, argument: str) -> AudioError:
@@ -69,14 +82,14 @@ class TrainSet(torch.utils.data.Dataset):
 
 
 class EnrollSet(torch.utils.data.Dataset):
-    """Test utterances root/key, each as the full wave and num_seg evenly spaced segments."""
+    """Test utterances (keys found under root as resolve_test_files finds them), each as the full
+    wave and num_seg evenly spaced segments."""
 
     def __init__(self, root, keys, num_samples, num_seg):
-        self.root = root
         self.keys = list(keys)
+        self.paths = resolve_test_files(root, self.keys)
         self.num_samples = num_samples
         self.num_seg = num_seg
-        require_files(root, self.keys)
 
     def __len__(self):
         return len(self.keys)
@@ -84,7 +97,7 @@ class EnrollSet(torch.utils.data.Dataset):
     def __getitem__(self, i):
         key = self.keys[i]
         try:
-            full = read_audio(os.path.join(self.root, key))  # (N,)
+            full = read_audio(self.paths[i])  # (N,)
         except AudioError as err:
             raise _naming_argument(err, "path_test") from None
         segments = evenly_spaced_segments(full, self.num_samples, self.num_seg)  # (num_seg, L)

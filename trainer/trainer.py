@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from data.audio import FRAME_SAMPLES
 from data.augment import Augmenter
-from data.datasets import TrainSet, require_files
+from data.datasets import TrainSet, resolve_test_files
 from data.sampler import GlobalBatchSampler
 from data.voxceleb import OFFICIAL_TRIAL_FILES, class_weights, read_trials, scan_voxceleb
 from models.aam import AAMSoftmax
@@ -69,7 +69,7 @@ def load_trial_lists(args, logger):
         else:
             where = f'in path_trials={args["path_trials"]!r}' if args['path_trials'] else '(path_trials is not set)'
             logger.log_text(f'{name}: no {" or ".join(candidates)} {where} ({key}), left out')
-    require_files(args['path_test'], trial_utterances(lists))
+    resolve_test_files(args['path_test'], trial_utterances(lists))
     return lists
 
 

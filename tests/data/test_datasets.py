@@ -1,10 +1,12 @@
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from data.audio import AudioError, read_random_crop
-from data.datasets import EnrollSet, TrainSet, crop, evenly_spaced_segments
+from data.datasets import EnrollSet, TrainSet, crop, evenly_spaced_segments, resolve_test_files
 
 SR = 16000
 
@@ -134,8 +136,21 @@ def test_enrollset_full_wave_segments_and_key(tmp_path):
 
 def test_enrollset_missing_file_names_path_test(tmp_path):
     write_wav(tmp_path / "id1/v/00001.wav", np.zeros(100, np.float32))
-    with pytest.raises(FileNotFoundError, match=r"path_test: 1 of 2 test files not found, the first: .*00002\.wav"):
+    with pytest.raises(FileNotFoundError, match=r"path_test: 1 of 2 test files not found under .* \(nor its "
+                                                 r"wav/, test/wav/, dev/wav/\), the first: id1/v/00002\.wav"):
         EnrollSet(str(tmp_path), ["id1/v/00001.wav", "id1/v/00002.wav"], 50, 2)
+
+
+def test_test_files_are_found_in_voxcelebs_own_subfolders(tmp_path):
+    for rel in ("wav/id1/v/00001.wav", "test/wav/id2/v/00001.wav", "dev/wav/id3/v/00001.wav", "id4/v/00001.wav",
+                "dev/wav/id1/v/00001.wav"):
+        write_wav(tmp_path / rel, np.zeros(100, np.float32))
+    keys = ["id1/v/00001.wav", "id2/v/00001.wav", "id3/v/00001.wav", "id4/v/00001.wav"]
+    paths = resolve_test_files(str(tmp_path), keys)
+    assert [os.path.relpath(path, tmp_path) for path in paths] == [      # the first folder that holds a key
+        "wav/id1/v/00001.wav", "test/wav/id2/v/00001.wav", "dev/wav/id3/v/00001.wav", "id4/v/00001.wav"]
+    with pytest.raises(FileNotFoundError, match=r"3 of 5 test files not found .* the first: a\.wav, b\.wav, c\.wav$"):
+        resolve_test_files(str(tmp_path), keys[:2] + ["a.wav", "b.wav", "c.wav"])
 
 
 def test_enrollset_stereo_names_path_test(tmp_path):
