@@ -81,9 +81,9 @@ def find_last_checkpoint(args):
 
 
 def resolve_arguments(argv):
-    """(args, resume state or None). A resumed run takes its settings from its checkpoint (the
-    command line may change the machine's settings, not the experiment); mode=evaluate takes the
-    model and data settings of its checkpoint, overridden by the command line."""
+    """(args, the loaded checkpoint to resume or evaluate, or None). A resumed run takes its settings
+    from its checkpoint (the command line may change the machine's settings, not the experiment);
+    mode=evaluate takes the model and data settings of its checkpoint, overridden by the command line."""
     args = get_args(argv)[0]
     overrides = parse_overrides(argv, {**SYSTEM_ARGS, **EXPERIMENT_ARGS})
     if args['resume'] and args['mode'] == 'train':
@@ -102,8 +102,8 @@ def resolve_arguments(argv):
         args = {**args, **saved, **overrides, 'resume': path}
         return args, state
     if args['mode'] == 'evaluate' and args['checkpoint']:
-        saved = load_checkpoint(args['checkpoint'])['args']
-        args = {**args, **saved, **overrides, 'mode': 'evaluate', 'resume': None}
+        state = load_checkpoint(args['checkpoint'])
+        return {**args, **state['args'], **overrides, 'mode': 'evaluate', 'resume': None}, state
     return args, None
 
 
@@ -133,13 +133,13 @@ def processes_to_start(args):
     return 1 if device_type(args['device']) == 'cpu' else max(torch.cuda.device_count(), 1)
 
 
-def run(args, resume_state):
+def run(args, state):
     """One process of the job (the only one on CPU): join the job, then train or evaluate."""
     device = distributed.init(device_type(args['device']))
     if not distributed.is_main():
         quiet_libraries()
     prepare(args)
-    run_dir = os.path.dirname(os.path.abspath(args['resume'])) if resume_state else None
+    run_dir = os.path.dirname(os.path.abspath(args['resume'])) if args['mode'] == 'train' and state else None
     logger = (LogModuleController.Builder(args['name'], args['project'])
               .tags(args['tags'].split(','))
               .description(args['description'])
@@ -152,9 +152,9 @@ def run(args, resume_state):
                     f'train={args["path_train"]} test={args["path_test"]}')
     try:
         if args['mode'] == 'evaluate':
-            results = evaluate_checkpoint(args, logger, device)
+            results = evaluate_checkpoint(args, logger, device, state)
         else:
-            results = train(args, logger, device, resume_state)
+            results = train(args, logger, device, state)
         if results is not None:
             logger.log_text(f'results: { {k: v for k, v in results.items() if k != "params"} }')
     except Exception as error:
@@ -172,20 +172,20 @@ def quiet_libraries():
 
 
 def main(argv):
-    args, resume_state = resolve_arguments(argv)
+    args, state = resolve_arguments(argv)
     processes = processes_to_start(args)
     if processes == 1:
-        run(args, resume_state)
+        run(args, state)
         return
     prepare(args)       # the corpus and the argument checks once, before any process starts
     print(f'starting {processes} processes, one per GPU', flush=True)
-    distributed.spawn(run_reporting_errors, processes, args, resume_state)
+    distributed.spawn(run_reporting_errors, processes, args, state)
 
 
-def run_reporting_errors(args, resume_state):
+def run_reporting_errors(args, state):
     """run() in a spawned process: a user's error ends it with the one line naming what to fix."""
     try:
-        run(args, resume_state)
+        run(args, state)
     except USER_ERRORS as error:
         sys.exit(f'error: {user_message(error)}')
 

@@ -111,16 +111,16 @@ def test_processes_started_by_main_itself_train_as_one_job(corpus, tmp_path):
     """The path `python main.py` takes on a machine with several GPUs (one process each, started
     by main), run here on CPU with gloo."""
     paths = [f'{key}={value}' for key, value in corpus.items()]
-    args, resume_state = main.resolve_arguments(paths + FAST + ['epoch=1', f'path_log={tmp_path}'])
-    distributed.spawn(main.run_reporting_errors, 2, args, resume_state)
+    args, state = main.resolve_arguments(paths + FAST + ['epoch=1', f'path_log={tmp_path}'])
+    distributed.spawn(main.run_reporting_errors, 2, args, state)
     (folder,) = (tmp_path / 'OS-KDFT').iterdir()
     assert 'device cpu x 2 process(es)' in (folder / 'log.txt').read_text()
     assert json.loads((folder / 'results.json').read_text())['Vox1-O']['trials'] == 16
 
 
 def test_a_spawned_process_reports_a_bad_argument_in_one_line(tmp_path, capfd):
-    args, resume_state = main.resolve_arguments(['amp=fp32', f'path_log={tmp_path}'])
+    args, state = main.resolve_arguments(['amp=fp32', f'path_log={tmp_path}'])
     with pytest.raises(ProcessExitedException, match='exited with exit code 1|terminated with exit code 1'):
-        distributed.spawn(main.run_reporting_errors, 2, args, resume_state)
+        distributed.spawn(main.run_reporting_errors, 2, args, state)
     assert "error: amp='fp32': expected one of auto, none, bf16, fp16" in capfd.readouterr().err
     assert not (tmp_path / 'OS-KDFT').exists()

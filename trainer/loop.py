@@ -33,8 +33,13 @@ class EpochState:
         return {'step': self.step, 'sums': self.sums.cpu(), 'skipped': self.skipped, 'bad_in_row': self.bad_in_row}
 
     def means(self):
-        """{loss name: mean over this epoch's good steps}; `sums` holds LOSS_NAMES' sums, then the count."""
-        return {name: (self.sums[i] / max(self.sums[-1].item(), 1)).item() for i, name in enumerate(LOSS_NAMES)}
+        return loss_means(self.sums)
+
+
+def loss_means(sums):
+    """{loss name: mean over the good steps}; sums holds LOSS_NAMES' sums, then the count (read from the device)."""
+    values = sums.tolist()
+    return {name: values[i] / max(values[-1], 1) for i, name in enumerate(LOSS_NAMES)}
 
 
 @dataclass
@@ -104,7 +109,8 @@ def train_epoch(job, epoch, state, stop, save_last):
         skipped = bad_loss or bad_grads
         # with fp16 loss scaling, gradients that overflow while the loss is finite are the scaler's
         # business: scaler.step skips them itself and the scale is lowered (counted, not reported)
-        if skipped and not (job.scaler.is_enabled() and not bad_loss):
+        overflow = bad_grads and not bad_loss and job.scaler.is_enabled()
+        if skipped and not overflow:
             for buffer, saved in zip(job.model.buffers(), buffers):
                 buffer.copy_(saved)
             job.logger.log_text(f'epoch {epoch} step {state.step}: non-finite loss or gradients, step skipped '
@@ -120,10 +126,11 @@ def train_epoch(job, epoch, state, stop, save_last):
         job.scaler.update()
         if state.step % args['log_interval'] == 0:
             report_interval(job, epoch, state.step, steps, sums, bar)
-        if state.bad_in_row > args['max_bad_steps'] or stopping or saving:
+        diverged = state.bad_in_row > args['max_bad_steps']
+        if diverged or stopping or saving:
             state.sums = sums.cpu()
             save_last()
-        if state.bad_in_row > args['max_bad_steps']:
+        if diverged:
             raise TrainingDiverged(f'{state.bad_in_row} non-finite steps in a row (max_bad_steps='
                                    f'{args["max_bad_steps"]}) at epoch {epoch} step {state.step}; last.pt holds '
                                    f'the weights before them: lower lr or change amp, then resume=PATH')
@@ -135,8 +142,7 @@ def train_epoch(job, epoch, state, stop, save_last):
 
 def report_interval(job, epoch, step, steps, sums, bar):
     """The running means of this epoch, read from the device (once per log_interval steps)."""
-    values = sums.tolist()
-    means = {name: values[i] / max(values[-1], 1) for i, name in enumerate(LOSS_NAMES)}
+    means = loss_means(sums)
     bar.set_postfix(kd=f'{means["kd"]:.3f}', sv=f'{means["sv"]:.3f}', acc=f'{means["accuracy"]:.1f}')
     job.logger.log_text(f'epoch {epoch} step {step}/{steps}: loss/kd {means["kd"]:.4f} loss/sv {means["sv"]:.4f} '
                         f'accuracy {means["accuracy"]:.1f} % (running means)')

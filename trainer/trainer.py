@@ -19,11 +19,10 @@ from models.speaker_net import SpeakerNet
 from models.ssl import count_parameters, load_teacher
 from models.student import Student
 from trainer.evaluate import evaluate, trial_utterances
-from trainer.loop import EpochState, Job, StopSignal, train_epoch
+from trainer.loop import EpochState, Job, StopSignal, loss_means, train_epoch
 from trainer.run import Run
 from trainer.schedule import group_lrs
 from utils import distributed
-from utils.checkpoint import load_checkpoint
 from utils.seed import seed_everything
 
 TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': 'trials_vox1_h'}
@@ -203,8 +202,7 @@ def train(args, logger, device, resume=None):
 def end_epoch(run, epoch, lrs, tuning, show):
     """The epoch's logs, its Vox1-O score, the best model, and last.pt (best.pt on an improvement)."""
     job = run.job
-    totals = EpochState(sums=distributed.sum_over_ranks(run.state.sums.to(job.device)).cpu())
-    log_training(job.logger, epoch, lrs, totals.means())
+    log_training(job.logger, epoch, lrs, loss_means(distributed.sum_over_ranks(run.state.sums.to(job.device))))
     job.logger.log_metric('train/skipped_steps', run.state.skipped, epoch)
     if run.state.skipped:
         job.logger.log_text(f'epoch {epoch}: {run.state.skipped} steps skipped (non-finite loss or gradients, '
@@ -235,11 +233,10 @@ def stopped(logger, stop, epoch, step):
     return None
 
 
-def evaluate_checkpoint(args, logger, device):
-    """mode=evaluate: rebuilds the model a checkpoint was trained with (from the settings saved
-    in it) and scores the trial lists."""
+def evaluate_checkpoint(args, logger, device, state):
+    """mode=evaluate: rebuilds the model a checkpoint (`state`, loaded) was trained with, from the
+    settings saved in it, and scores the trial lists."""
     seed_everything(args['seed'])
-    state = load_checkpoint(args['checkpoint'])
     model_args = {**args, **state['args']}
     teacher = load_teacher(model_args['model_name_or_path'], model_args['tiny_ssl'])
     model = build_model(model_args, teacher, state['num_classes'])

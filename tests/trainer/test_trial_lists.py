@@ -21,7 +21,7 @@ def make_lists(tmp_path, files):
         (test / key).write_bytes(b'')
     trials.mkdir()
     for number, file in enumerate(files):
-        (trials / file).write_text(f'1 id1/a/1.wav id1/b/2.wav\n0 id1/a/1.wav id2/c/3.wav\n' * (number + 1))
+        (trials / file).write_text('1 id1/a/1.wav id1/b/2.wav\n0 id1/a/1.wav id2/c/3.wav\n' * (number + 1))
     return dict({**SYSTEM_ARGS, **EXPERIMENT_ARGS}, path_trials=str(trials), path_test=str(test))
 
 
