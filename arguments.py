@@ -15,7 +15,9 @@ SYSTEM_ARGS = {
     'path_trials': None,                # folder holding the official trial lists named below
     'path_musan': None,                 # MUSAN root with speech/, music/, noise/
     'path_rir': None,                   # RIR root (e.g. RIRS_NOISES/simulated_rirs), searched recursively
-    'num_workers': 4,                   # data-loading processes per GPU
+    'num_workers': 'auto',              # data-loading processes per GPU; auto: the cores shared among the GPUs
+    'eval_batch_seconds': 60.0,         # enrollment's memory budget: audio per forward, padding included (GPU:
+                                        # larger is faster while memory lasts; a CPU gains nothing from batches)
     'device': 'auto',                   # 'auto' (CUDA when visible), 'cuda' or 'cpu'
     'usable_gpu': None,                 # e.g. '0,1,2,3': the GPUs `python main.py` starts one process on each
     'amp': 'auto',                      # 'none', 'bf16', 'fp16' (with loss scaling); auto: bf16 where the GPU has it
@@ -24,6 +26,7 @@ SYSTEM_ARGS = {
     'checkpoint': None,                 # a last.pt / best.pt of an earlier run, for mode=evaluate
     'resume': None,                     # a run's last.pt, or 'auto': the newest last.pt of this `name`
     'checkpoint_minutes': 30.0,         # last.pt is also saved this often within an epoch (0: every step)
+    'max_bad_files': 100,               # unreadable training files skipped (each named in the log) before the run stops
     'max_bad_steps': 50,                # this many non-finite steps in a row stop the run (last.pt saved)
     'log_interval': 100,                # steps between reads of the losses from the device
     'project': 'OS-KDFT',
@@ -65,8 +68,11 @@ EXPERIMENT_ARGS = {
     'epoch': 100,
     'batch_size': 128,                  # in total across all GPUs
     'num_train_frames': 200,            # x 160 samples at 16 kHz: 2 s crops
+    'min_train_seconds': 0.5,           # shorter training files are left out (counted in the log)
     'num_test_frames': 300,             # 3 s evaluation segments
     'num_seg': 5,
+    'asnorm_top_k': 0,                  # adaptive s-norm of the final scores (WeSpeaker: 300); 0: off
+    'asnorm_cohort_utts': 3,            # utterances per training speaker averaged into its cohort embedding
     'aug_p': 0.6,
     'clip_p': 0.3,
     'ease_p': 0.3,
@@ -90,7 +96,6 @@ DEMO = {
     'T_0': 8,
     'lr': 1e-3,                         # a short run from a random teacher learns faster at a higher LR
     'batch_size': 32,
-    'num_workers': 2,
     'name': 'demo',
     'tags': 'oskdft,demo',
 }

@@ -52,6 +52,11 @@ def check_values(args):
         raise ArgumentError('student_warmup_epochs must be at least 2 (the warm-up is e / W for e < W)')
     if args['mode'] == 'train' and args['epoch'] < 1:
         raise ArgumentError(f'epoch={args["epoch"]}: train for at least one epoch')
+    if args['num_workers'] != 'auto' and not str(args['num_workers']).isdigit():
+        raise ArgumentError(f'num_workers={args["num_workers"]!r}: expected auto or a count (0: load in the '
+                            f'training process)')
+    if args['eval_batch_seconds'] <= 0:
+        raise ArgumentError(f'eval_batch_seconds={args["eval_batch_seconds"]}: expected a positive number of seconds')
     if args['max_bad_steps'] < 1 or args['log_interval'] < 1:
         raise ArgumentError('max_bad_steps and log_interval must be at least 1')
     if args['mode'] == 'evaluate' and not args['checkpoint']:

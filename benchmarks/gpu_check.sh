@@ -5,7 +5,8 @@
 #      student, 16 x 2 s crops): utterances/s, peak GPU memory and MFU of ours (shared front end,
 #      bf16, SDPA) and of the original formulation (duplicated batch, fp32, eager attention); its
 #      last line, `gpu_train_step: ratio=X.XX`, is the last line of this script's output on success;
-#   before it, the same with ours under torch.compile (`gpu_train_step_compiled: ratio=X.XX`).
+#   before it, the same with ours under torch.compile (`gpu_train_step_compiled: ratio=X.XX`);
+#   3. benchmarks/bench_enroll.py on CUDA: batched vs one-at-a-time enrollment (`bench_enroll: ratio=X`).
 # A failed or timed-out demo does not stop the benchmark; the script then exits non-zero.
 #
 #     bash benchmarks/gpu_check.sh        # from anywhere; PYTHON=... picks the interpreter
@@ -35,6 +36,8 @@ demo_status=0
 start=$SECONDS
 timeout 180 "$py" main.py device=cuda amp=bf16 path_log="$log_dir" || demo_status=$?
 echo "gpu_check: demo (device=cuda amp=bf16) took $((SECONDS - start)) s, exit status $demo_status"
+
+timeout 120 "$py" benchmarks/bench_enroll.py --device cuda --utterances 96 || echo 'gpu_check: bench_enroll failed'
 
 # compile=true is worth its start-up only where it is faster: measured here, ours compiled vs the original
 timeout 120 "$py" benchmarks/train_step.py --device cuda --xlsr --compile || echo 'gpu_check: compiled run failed'

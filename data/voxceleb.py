@@ -1,8 +1,13 @@
-"""VoxCeleb training manifests (files and speaker labels) and trial lists."""
+"""VoxCeleb training manifests (files, speaker labels, lengths) and trial lists."""
 import os
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from data.audio import SAMPLE_RATE, resampled_length
+from data.manifest import scan_tree
 
 
 @dataclass
@@ -10,48 +15,129 @@ class Manifest:
     paths: list[str]  # absolute paths
     labels: np.ndarray  # int64 (N,), speaker index in sorted speaker order
     speakers: list[str]  # sorted speaker ids
+    lengths: np.ndarray  # int64 (N,), length in 16 kHz samples
+    rates: np.ndarray  # int64 (N,), the file's own sample rate
+    channels: np.ndarray  # int64 (N,)
+    notes: list[str]  # what the scan left out or will convert, for the log
+    root: str = ''  # the scanned folder, absolute
+    unreadable: list[str] = field(default_factory=list)  # absolute paths whose header cannot be read
 
 
-AUDIO_EXTENSIONS = (".wav", ".flac")
+# the official sets a training tree may be: (files, speakers)
+OFFICIAL_SETS = {
+    "VoxCeleb2 dev": (1_092_009, 5_994),
+    "VoxCeleb1 dev": (148_642, 1_211),
+    "VoxCeleb1 dev+test": (153_516, 1_251),
+    "VoxCeleb1 test": (4_874, 40),
+}
+VOX1_IDS = (10001, 11251)  # first and last VoxCeleb1 speaker number; VoxCeleb2's are all below 10000
+VOX1_TEST_IDS = (10270, 10309)
+# a tree with fewer speakers than this share of its set's is a subset on purpose (or a demo): no warning
+MIN_OFFICIAL_FRACTION = 0.5
+NAMES_SHOWN = 3  # file names a note lists
 
 
-def _speaker_files(root, extensions):
-    """Relative paths of every file with one of the extensions in the sub-folders of root, sorted;
-    files directly in root have no speaker."""
-    found = []
-    for folder, _, files in os.walk(root):
-        if folder != root:
-            rel = os.path.relpath(folder, root)
-            found.extend(os.path.join(rel, name) for name in files if name.lower().endswith(extensions))
-    return sorted(found)
+def identify_voxceleb(speakers: list[str]) -> str | None:
+    """'VoxCeleb1' when every id is idNNNNN within id10001-id11251, 'VoxCeleb2' when every one is below
+    id10000; None for other names and for both corpora mixed, which no official count describes."""
+    if not speakers or not all(re.fullmatch(r"id\d{5}", s) for s in speakers):
+        return None
+    numbers = np.array([int(s[2:]) for s in speakers])
+    if ((numbers >= VOX1_IDS[0]) & (numbers <= VOX1_IDS[1])).all():
+        return "VoxCeleb1"
+    if (numbers < 10000).all():
+        return "VoxCeleb2"
+    return None
 
 
-def _no_audio(root, argument):
-    """The error for a tree without usable audio; an .m4a tree (VoxCeleb2 as shipped) gets the command
-    that converts it."""
-    if _speaker_files(root, (".m4a",)):
-        return FileNotFoundError(
-            f"{argument}: {root} holds .m4a files (VoxCeleb2 as shipped), which cannot be read here; convert "
-            f"them to 16 kHz mono wav beside them first, e.g. find {root} -name '*.m4a' -exec sh -c "
-            f"'ffmpeg -loglevel error -n -i \"$0\" -ac 1 -ar 16000 \"${{0%.m4a}}.wav\"' {{}} \\;"
-        )
-    return FileNotFoundError(f"{argument}: no .wav or .flac files under {root}/<speaker>/")
+def _official_set(speakers):
+    """The official set named by the speaker ids: VoxCeleb1 dev, test or both by which of its speakers
+    are there; None when the ids are not VoxCeleb's."""
+    corpus = identify_voxceleb(speakers)
+    if corpus != "VoxCeleb1":
+        return None if corpus is None else "VoxCeleb2 dev"
+    numbers = np.array([int(s[2:]) for s in speakers])
+    test = int(((numbers >= VOX1_TEST_IDS[0]) & (numbers <= VOX1_TEST_IDS[1])).sum())
+    return "VoxCeleb1 test" if test == len(speakers) else "VoxCeleb1 dev" if test == 0 else "VoxCeleb1 dev+test"
 
 
-def scan_voxceleb(root: str, argument: str = "path_train") -> Manifest:
-    """Every .wav / .flac under root/<speaker>/..., the speaker being the top folder."""
-    root = os.path.abspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"{argument}: folder not found: {root}")
-    rel_paths = _speaker_files(root, AUDIO_EXTENSIONS)
+def _official_count_note(num_files, speakers, argument):
+    """A warning when the tree is most of an official set (by its speaker ids) yet its counts differ."""
+    name = _official_set(speakers)
+    if name is None:
+        return None
+    files, num_speakers = OFFICIAL_SETS[name]
+    if len(speakers) < MIN_OFFICIAL_FRACTION * num_speakers or (num_files, len(speakers)) == (files, num_speakers):
+        return None
+    return (f"warning: {argument} holds {num_files:,} files of {len(speakers):,} speakers where {name} has "
+            f"{files:,} files of {num_speakers:,}: a partial download, or files added?")
+
+
+def _files(count):
+    return f"{count:,} file" + ("" if count == 1 else "s")
+
+
+def _names(rel_paths):
+    more = ", ..." if len(rel_paths) > NAMES_SHOWN else ""
+    return ", ".join(rel_paths[:NAMES_SHOWN]) + more
+
+
+def _left_out_note(rel_paths, why, argument):
+    """'<argument>: N files <why> are left out: a, b, c, ...', or None when there is none."""
     if not rel_paths:
-        raise _no_audio(root, argument)
-    speaker_of_file = [p.split(os.sep, 1)[0] for p in rel_paths]
-    speakers, labels = np.unique(np.array(speaker_of_file), return_inverse=True)
+        return None
+    return f"{argument}: {_files(len(rel_paths))} {why} {'is' if len(rel_paths) == 1 else 'are'} left out: " \
+           f"{_names(rel_paths)}"
+
+
+def _conversion_note(values, unit, what, argument):
+    """'<argument>: 12 files at 22050 Hz, 3 at 8000 Hz are <what>', most common value first (then the
+    lower); None when `values` is empty."""
+    counts = sorted(Counter(values.tolist()).items(), key=lambda item: (-item[1], item[0]))
+    if not counts:
+        return None
+    parts = [f"{_files(counts[0][1])} {unit(counts[0][0])}"] + [f"{n:,} {unit(v)}" for v, n in counts[1:]]
+    verb = "is" if len(values) == 1 else "are"
+    return f"{argument}: {', '.join(parts)} {verb} {what}"
+
+
+def _notes(tree, keep, min_seconds, argument):
+    """The sentences for the log: files left out (unreadable, short), converted (rate, channels) and a
+    warning when the counts differ from the official set that the speaker ids name."""
+    short = [p for p, kept in zip(tree.rel_paths, keep) if not kept]
+    rates, channels = tree.rates[keep], tree.channels[keep]
+    all_files = tree.rel_paths + tree.unreadable
+    notes = [_left_out_note(tree.unreadable, "whose header cannot be read", argument),
+             _left_out_note(short, f"shorter than {min_seconds} s", argument),
+             _conversion_note(rates[rates != SAMPLE_RATE], lambda r: f"at {r} Hz", "resampled to 16 kHz", argument),
+             _conversion_note(channels[channels != 1], lambda c: f"of {c} channels", "mixed down to mono", argument),
+             _official_count_note(len(all_files), sorted({p.split(os.sep, 1)[0] for p in all_files}), argument)]
+    return [note for note in notes if note]
+
+
+def scan_voxceleb(root: str, argument: str = "path_train", cache_dir: str | None = None,
+                  min_seconds: float = 0.5) -> Manifest:
+    """Every .wav / .flac under root/<speaker>/..., the speaker being the top folder, with its length in
+    16 kHz samples; files whose header cannot be read or shorter than min_seconds are left out. The scan
+    is cached under cache_dir (see data.manifest); the notes say what was left out or will be converted."""
+    tree = scan_tree(root, cache_dir, argument)
+    lengths = resampled_length(tree.frames, np.maximum(tree.rates, 1))  # (N,) int64, 16 kHz samples
+    keep = lengths >= min_seconds * SAMPLE_RATE  # (N,) bool
+    notes = _notes(tree, keep, min_seconds, argument)
+    if not keep.any():
+        raise FileNotFoundError(f"{argument}: no usable audio under {tree.root}; " + "; ".join(notes))
+    rel_paths = [p for p, kept in zip(tree.rel_paths, keep) if kept]
+    speakers, labels = np.unique(np.array([p.split(os.sep, 1)[0] for p in rel_paths]), return_inverse=True)
     return Manifest(
-        paths=[os.path.join(root, p) for p in rel_paths],
+        paths=[os.path.join(tree.root, p) for p in rel_paths],
         labels=labels.astype(np.int64),
         speakers=speakers.tolist(),
+        lengths=lengths[keep],
+        rates=tree.rates[keep],
+        channels=tree.channels[keep],
+        notes=notes,
+        root=tree.root,
+        unreadable=[os.path.join(tree.root, p) for p in tree.unreadable],
     )
 
 

@@ -1,4 +1,10 @@
-"""ECAPA-TDNN speaker embedding on top of SSL hidden states."""
+"""ECAPA-TDNN speaker embedding on top of SSL hidden states.
+
+Every module also takes `mask` (B, 1, T), 1 on the valid frames of a padded batch, or None for a
+batch of one length. With a mask each utterance's embedding is the one it gets alone: padded frames
+are zeroed before every convolution (as the convolutions' own zero padding is), and every mean, std
+and softmax over time runs over the valid frames only.
+"""
 import torch
 import torch.nn as nn
 
@@ -19,8 +25,25 @@ class SqueezeExcitation(nn.Module):
             nn.Sigmoid(),
         )
 
-    def forward(self, x):
-        return x * self.gate(x)
+    def forward(self, x, mask=None):
+        if mask is None:
+            return x * self.gate(x)
+        return x * self.gate[1:](masked_mean(x, mask))                  # gate[0] is the mean over time
+
+
+def masked(x, mask):
+    """x with its padded frames zeroed; x itself when there is no padding."""
+    return x if mask is None else x * mask
+
+
+def masked_mean(x, mask):
+    """Mean over the valid frames: (B, C, T), (B, 1, T) -> (B, C, 1)."""
+    return (x * mask).sum(dim=2, keepdim=True) / mask.sum(dim=2, keepdim=True)
+
+
+def frame_mask(lengths, frames):
+    """(B,) valid frame counts -> (B, 1, frames) float, 1 on the valid frames."""
+    return (torch.arange(frames, device=lengths.device) < lengths[:, None]).float()[:, None, :]
 
 
 def conv_relu_bn(in_channels, out_channels, kernel_size, dilation=1):
@@ -45,15 +68,15 @@ class Res2Block(nn.Module):
         self.project = conv_relu_bn(width * scale, channels, 1)
         self.se = SqueezeExcitation(channels)
 
-    def forward(self, x):                                               # (B, C, T)
-        groups = torch.chunk(self.expand(x), self.scale, dim=1)         # scale x (B, C / scale, T)
+    def forward(self, x, mask=None):                                    # (B, C, T)
+        groups = torch.chunk(masked(self.expand(x), mask), self.scale, dim=1)   # scale x (B, C / scale, T)
         outputs = []
         previous = None
         for conv, group in zip(self.convs, groups):
-            previous = conv(group if previous is None else group + previous)
+            previous = masked(conv(group if previous is None else group + previous), mask)
             outputs.append(previous)
         outputs.append(groups[-1])                                      # the last group passes unchanged
-        return self.se(self.project(torch.cat(outputs, dim=1))) + x
+        return masked(self.se(self.project(torch.cat(outputs, dim=1)), mask), mask) + x
 
 
 class AttentiveStatsPooling(nn.Module):
@@ -71,11 +94,20 @@ class AttentiveStatsPooling(nn.Module):
             nn.Softmax(dim=2),
         )
 
-    def forward(self, x):                                               # (B, C, T)
+    def forward(self, x, mask=None):                                    # (B, C, T)
         frames = x.shape[-1]
-        mean = x.mean(dim=2, keepdim=True).expand(-1, -1, frames)
-        std = x.var(dim=2, keepdim=True).clamp(min=1e-4).sqrt().expand(-1, -1, frames)
-        weights = self.attention(torch.cat([x, mean, std], dim=1))     # (B, C, T)
+        if mask is None:
+            mean = x.mean(dim=2, keepdim=True)
+            var = x.var(dim=2, keepdim=True)
+        else:
+            mean = masked_mean(x, mask)
+            var = (((x - mean) * mask) ** 2).sum(dim=2, keepdim=True) / (mask.sum(dim=2, keepdim=True) - 1)
+        std = var.clamp(min=1e-4).sqrt().expand(-1, -1, frames)
+        inputs = torch.cat([x, mean.expand(-1, -1, frames), std], dim=1)
+        if mask is None:
+            weights = self.attention(inputs)                            # (B, C, T)
+        else:                                                           # the softmax over valid frames only
+            weights = self.attention[-1](self.attention[:-1](inputs).masked_fill(mask == 0, float('-inf')))
         mu = torch.sum(x * weights, dim=2)
         sigma = torch.sqrt((torch.sum(x ** 2 * weights, dim=2) - mu ** 2).clamp(min=1e-4))
         return torch.cat([mu, sigma], dim=1)                            # (B, 2C)
@@ -114,15 +146,25 @@ class EcapaTdnn(nn.Module):
         time = band_mask(batch, frames, self.mask_time, x.device)[:, None, :]
         return x.masked_fill(chosen & (freq | time), 0.0)
 
-    def forward(self, x):
-        """(B, T, in_dim) SSL hidden states -> (B, embedding_size)."""
-        x = self.instance_norm(x.transpose(1, 2))                       # (B, D, T)
+    def forward(self, x, lengths=None):
+        """(B, T, in_dim) SSL hidden states -> (B, embedding_size). lengths (B,): the valid frames
+        of each row of a padded batch (None: every frame is valid)."""
+        x = x.transpose(1, 2)                                           # (B, D, T)
+        mask = None if lengths is None else frame_mask(lengths, x.shape[-1])
+        x = self.instance_norm(x) if mask is None else masked_instance_norm(x, mask, self.instance_norm.eps)
         if self.training:
             x = self.spec_mask(x)
-        x = self.conv1(x)                                               # (B, C, T)
-        x1 = self.blocks[0](x)
-        x2 = self.blocks[1](x + x1)
-        x3 = self.blocks[2](x + x1 + x2)
-        x = self.conv2(torch.cat([x1, x2, x3], dim=1))                  # (B, 3C, T)
-        x = self.bn_pool(self.pooling(x))                               # (B, 6C)
+        x = masked(self.conv1(x), mask)                                 # (B, C, T)
+        x1 = self.blocks[0](x, mask)
+        x2 = self.blocks[1](x + x1, mask)
+        x3 = self.blocks[2](x + x1 + x2, mask)
+        x = masked(self.conv2(torch.cat([x1, x2, x3], dim=1)), mask)    # (B, 3C, T)
+        x = self.bn_pool(self.pooling(x, mask))                         # (B, 6C)
         return self.bn_embedding(self.embedding(x))                     # (B, E)
+
+
+def masked_instance_norm(x, mask, eps):
+    """InstanceNorm1d (no affine, biased variance) over the valid frames; padded frames 0."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) / torch.sqrt(var + eps) * mask

@@ -19,9 +19,13 @@ class SpeakerNet(nn.Module):
         sv_loss, accuracy = self.head(self.backend(sv_hidden), labels)
         return kd_hidden, sv_loss, accuracy
 
-    def embed(self, wave):
-        """Inference: the SV path only (adapters on). (B, L) -> (B, E)."""
-        return self.backend(self.student(wave, adapters=True))
+    def embed(self, wave, lengths=None):
+        """Inference: the SV path only (adapters on). (B, L) -> (B, E). lengths (B,): the valid
+        samples of each row of a zero-padded batch, only where student.pads_exactly."""
+        if lengths is None:
+            return self.backend(self.student(wave, adapters=True))
+        hidden, frames = self.student.forward_padded(wave, lengths)
+        return self.backend(hidden, frames)
 
     def parameter_groups(self):
         """The three optimizer groups of the method."""

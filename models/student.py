@@ -95,6 +95,22 @@ class Student(nn.Module):
         features = self.extract_features(wave)
         return self.encode(features, sv_from=0 if adapters else None)
 
+    @property
+    def pads_exactly(self) -> bool:
+        """Whether a zero-padded batch gives each utterance its own hidden states: true when the
+        CNN normalises each frame on its own (feat_extract_norm='layer', as in large models); the
+        group norm of base models normalises over time, padding included."""
+        return self.ssl.config.feat_extract_norm == 'layer'
+
+    def forward_padded(self, wave, lengths):
+        """The SV path over a zero-padded batch: (B, L) waves with (B,) valid samples ->
+        (hidden (B, T, D), valid frames (B,)). The encoder zeroes the padded frames and masks them
+        out of attention; exact only where pads_exactly."""
+        features = self.extract_features(wave)                          # (B, T, C)
+        frames = self.ssl._get_feat_extract_output_lengths(lengths).long()
+        valid = torch.arange(features.shape[1], device=wave.device) < frames[:, None]  # (B, T)
+        return self.encode(features, sv_from=0, frame_mask=valid), frames
+
     def forward_two_paths(self, wave):
         """Both paths over one CNN front end: (B, L) -> (KD (B, T, D) without adapters,
         SV (B, T, D) with adapters). Everything after the CNN (projection, masking, dropout,
@@ -115,16 +131,17 @@ class Student(nn.Module):
         """The CNN feature encoder: (B, L) -> (B, T, C)."""
         return self.ssl.feature_extractor(wave).transpose(1, 2)
 
-    def encode(self, features, sv_from):
+    def encode(self, features, sv_from, frame_mask=None):
         """Projection, Hugging Face's time/feature masking and the encoder, adapters on the rows
-        from sv_from on (None: none). (N, T, C) -> (N, T, D)."""
+        from sv_from on (None: none); frame_mask (N, T) bool marks the valid frames of a padded
+        batch. (N, T, C) -> (N, T, D)."""
         for layer in self.ssl.encoder.layers:
             layer.feed_forward.sv_from = sv_from
         hidden = self.ssl.feature_projection(features)
         if isinstance(hidden, tuple):           # W2V2 and WavLM also return the normalised features
             hidden = hidden[0]
         hidden = self.ssl._mask_hidden_states(hidden)
-        return self.ssl.encoder(hidden).last_hidden_state
+        return self.ssl.encoder(hidden, attention_mask=frame_mask).last_hidden_state
 
     def adapter_parameters(self):
         return [p for module in self.adapters() for p in module.parameters()]

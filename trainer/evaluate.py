@@ -3,12 +3,15 @@
 With several processes every rank embeds its own shard of the utterances, rank 0 gathers them,
 scores, and sends the results to every rank, so each rank takes the same decisions afterwards.
 """
+import os
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from data.audio import FRAME_SAMPLES
-from data.datasets import EnrollSet
+from data.audio import FRAME_SAMPLES, SAMPLE_RATE
+from data.datasets import EnrollSet, collate_enrollment
+from trainer.asnorm import apply_asnorm, cohort_vectors, utterance_stats
 from trainer.scoring import score_trials, utterance_vectors
 from utils import distributed
 from utils.metrics import compute_metrics
@@ -27,22 +30,59 @@ def shard(keys, rank, world):
     return keys[rank::world]
 
 
+def plan_batches(lengths, num_samples, num_seg, max_samples):
+    """Groups of utterance indices that go through the model together, longest utterances first.
+    A group's full waves padded to its longest (count x longest) and its segments
+    (count x num_seg x num_samples) each stay within max_samples, so memory is capped; an utterance
+    longer than that alone still forms a group of its own."""
+    order = np.argsort(-np.asarray(lengths), kind='stable')
+    groups, group = [], []
+    for i in order:
+        longest = lengths[group[0]] if group else lengths[i]
+        count = len(group) + 1
+        if group and max(count * longest, count * num_seg * num_samples) > max_samples:
+            groups.append(group)
+            group = []
+        group.append(int(i))
+    return groups + [group] if group else groups
+
+
+def embed_full(model, waves, lengths):
+    """Full-utterance embeddings of a zero-padded group (B, N) -> (B, E): in one forward where
+    padding leaves every embedding as it is alone (student.pads_exactly), else one at a time."""
+    if len(waves) == 1:
+        return model.embed(waves)
+    if model.student.pads_exactly:
+        return model.embed(waves, lengths.to(waves.device))
+    return torch.cat([model.embed(wave[None, :length]) for wave, length in zip(waves, lengths.tolist())])
+
+
 @torch.no_grad()
-def embed_utterances(model, root, keys, num_samples, num_seg, device, num_workers=0, show_progress=True):
+def embed_utterances(model, root, keys, num_samples, num_seg, device, num_workers=0, show_progress=True,
+                     max_samples=None):
     """Embeds every utterance twice, whole and as num_seg evenly spaced segments, each rank its
-    shard. Returns (unit full embeddings (N, E), mean unit segment embeddings (N, E)) on the CPU,
-    in the order of keys, on rank 0; None on the other ranks."""
+    shard, in groups of max_samples of audio (plan_batches; None: one utterance at a time).
+    Returns (unit full embeddings (N, E), mean unit segment embeddings (N, E)) on the CPU, in the
+    order of keys, on rank 0; None on the other ranks."""
     was_training = model.training
     model.eval()
     rank, world = distributed.rank(), distributed.world_size()
-    loader = DataLoader(EnrollSet(root, shard(keys, rank, world), num_samples, num_seg), batch_size=1,
-                        num_workers=num_workers, generator=torch.Generator())
-    full, segments = [], []
-    for wave, segs, _ in progress_bar(loader, 'enroll', show_progress):
-        full.append(model.embed(wave.to(device)).float().cpu())           # (1, E)
-        segments.append(model.embed(segs[0].to(device)).float().cpu())    # (S, E)
+    dataset = EnrollSet(root, shard(keys, rank, world), num_samples, num_seg)
+    groups = ([[i] for i in range(len(dataset))] if max_samples is None else
+              plan_batches(dataset.lengths(), num_samples, num_seg, max_samples))
+    loader = DataLoader(dataset, batch_sampler=groups, num_workers=num_workers, collate_fn=collate_enrollment,
+                        generator=torch.Generator())
+    full = segments = None
+    for waves, lengths, segs, index in progress_bar(loader, 'enroll', show_progress):
+        full_emb = embed_full(model, waves.to(device), lengths).float().cpu()          # (B, E)
+        seg_emb = model.embed(segs.to(device)).float().cpu()                            # (B * S, E)
+        if full is None:
+            full = torch.empty(len(dataset), full_emb.shape[1])
+            segments = torch.empty(len(dataset), num_seg, full_emb.shape[1])
+        full[index] = full_emb
+        segments[index] = seg_emb.view(len(index), num_seg, -1)
     model.train(was_training)
-    mine = utterance_vectors(torch.cat(full), torch.stack(segments)) if full else None
+    mine = utterance_vectors(full, segments) if full is not None else None
     gathered = distributed.gather_objects(mine)
     if gathered is None:
         return None
@@ -60,25 +100,59 @@ def interleave(shards, count):
     return out
 
 
-def score_lists(trial_lists, keys, full, seg_mean):
-    """{name: {'eer', 'min_dcf_0.05', 'min_dcf_0.01', 'trials', 'scores'}}. A list with a
-    non-finite score (a diverged model) gets NaN metrics and 'nonfinite': their count."""
+def list_metrics(scores, labels):
+    """EER / minDCFs of one list's scores; NaN metrics and 'nonfinite': their count when a score is
+    not finite (a diverged model)."""
+    nonfinite = int(np.count_nonzero(~np.isfinite(scores)))
+    return dict(NOT_SCORED, nonfinite=nonfinite) if nonfinite else compute_metrics(scores, labels)
+
+
+def score_lists(trial_lists, keys, full, seg_mean, cohort=None, top_k=0):
+    """{name: {'eer', 'min_dcf_0.05', 'min_dcf_0.01', 'trials', 'scores'}}. With a cohort
+    (cohort_vectors of training speakers) and top_k, each list also gets 'asnorm': its metrics
+    after adaptive s-norm, and 'asnorm_scores'."""
+    stats = utterance_stats(full, seg_mean, *cohort, top_k) if cohort is not None else None
     results = {}
     for name, trials in trial_lists.items():
         enroll_idx, test_idx = trials.indices(keys)
         scores = score_trials(full, seg_mean, enroll_idx, test_idx)
-        nonfinite = int(np.count_nonzero(~np.isfinite(scores)))
-        metrics = dict(NOT_SCORED, nonfinite=nonfinite) if nonfinite else compute_metrics(scores, trials.labels)
-        results[name] = {**metrics, 'trials': len(trials.labels), 'scores': scores}
+        results[name] = {**list_metrics(scores, trials.labels), 'trials': len(trials.labels), 'scores': scores}
+        if stats is not None:
+            normalised = apply_asnorm(scores, enroll_idx, test_idx, *stats)
+            results[name]['asnorm'] = {**list_metrics(normalised, trials.labels), 'top_k': top_k,
+                                       'cohort': len(cohort[0])}
+            results[name]['asnorm_scores'] = normalised
     return results
 
 
-def evaluate(model, trial_lists, root, args, device, show_progress=True):
+def training_cohort(model, manifest, args, device, show_progress=True):
+    """AS-norm's cohort: every training speaker as the mean of asnorm_cohort_utts of its utterances
+    (drawn with the run's seed), embedded as test utterances are. (cohort_full, cohort_seg) (C, D)
+    each on rank 0, None on the others."""
+    rng = np.random.default_rng([args['seed'], 7])
+    chosen = np.concatenate([rng.permutation(np.flatnonzero(manifest.labels == speaker))[:args['asnorm_cohort_utts']]
+                             for speaker in range(len(manifest.speakers))])
+    keys = [os.path.relpath(manifest.paths[i], manifest.root) for i in chosen]
+    vectors = embed_as_set(model, manifest.root, keys, args, device, show_progress)
+    if vectors is None:
+        return None
+    return cohort_vectors(*vectors, manifest.labels[chosen], len(manifest.speakers))
+
+
+def embed_as_set(model, root, keys, args, device, show_progress):
+    """embed_utterances with the run's settings: num_test_frames segments, eval_batch_seconds of
+    audio per forward. Reading a test file costs little beside embedding it, so loader workers keep
+    a GPU fed, but on a CPU they take cores from the model (2 workers: 25-30 % fewer utterances/s
+    on 2 cores): there files are read in the process itself."""
+    workers = distributed.data_workers(args['num_workers']) if device.type == 'cuda' else 0
+    return embed_utterances(model, root, keys, args['num_test_frames'] * FRAME_SAMPLES, args['num_seg'], device,
+                            workers, show_progress, round(args['eval_batch_seconds'] * SAMPLE_RATE))
+
+
+def evaluate(model, trial_lists, root, args, device, show_progress=True, cohort=None):
     """Scores each trial list with one shared enrollment of their utterances; the same results
-    on every rank. trial_lists: {name: Trials}."""
+    on every rank. trial_lists: {name: Trials}; cohort: training_cohort's, for AS-norm."""
     keys = trial_utterances(trial_lists)
-    num_samples = args['num_test_frames'] * FRAME_SAMPLES
-    vectors = embed_utterances(model, root, keys, num_samples, args['num_seg'], device, args['num_workers'],
-                               show_progress)
-    results = score_lists(trial_lists, keys, *vectors) if vectors is not None else None
+    vectors = embed_as_set(model, root, keys, args, device, show_progress)
+    results = score_lists(trial_lists, keys, *vectors, cohort, args['asnorm_top_k']) if vectors is not None else None
     return distributed.broadcast_object(results)

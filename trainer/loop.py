@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from data.datasets import TrainSet
 from trainer.oskdft import LOSS_NAMES, step_losses
 from trainer.schedule import kd_weight
 from utils import distributed
@@ -55,6 +56,7 @@ class Job:
     device: torch.device
     logger: object
     last_save: float = field(default_factory=time.monotonic)
+    bad_files: list = field(default_factory=list)  # training files found unreadable in this run, each once
 
 
 class StopSignal:
@@ -91,7 +93,7 @@ def train_epoch(job, epoch, state, stop, save_last):
     sums = state.sums.to(device)
     steps = state.step + len(job.loader)
     bar = progress_bar(job.loader, f'epoch {epoch}', distributed.is_main(), total=steps, initial=state.step)
-    for clean, augmented, labels in bar:
+    for clean, augmented, labels, bad in bar:
         clean, augmented = clean.to(device, non_blocking=True), augmented.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         buffers = [buffer.clone() for buffer in job.model.buffers()]   # BatchNorm statistics, put back on a skip
@@ -103,8 +105,8 @@ def train_epoch(job, epoch, state, stop, save_last):
         save_due = distributed.is_main() and time.monotonic() - job.last_save >= args['checkpoint_minutes'] * 60
         flags = torch.stack([~torch.isfinite(values[2]), ~torch.isfinite(gradient_norm(job.optimizer)),
                              torch.tensor(stop.received is not None, device=device),
-                             torch.tensor(save_due, device=device)])
-        bad_loss, bad_grads, stopping, saving = distributed.any_rank(flags).tolist()   # the step's one read
+                             torch.tensor(save_due, device=device), torch.tensor(any(bad), device=device)])
+        bad_loss, bad_grads, stopping, saving, bad_data = distributed.any_rank(flags).tolist()  # the step's one read
         state.step += 1
         skipped = bad_loss or bad_grads
         # with fp16 loss scaling, gradients that overflow while the loss is finite are the scaler's
@@ -126,6 +128,8 @@ def train_epoch(job, epoch, state, stop, save_last):
         job.scaler.update()
         if state.step % args['log_interval'] == 0:
             report_interval(job, epoch, state.step, steps, sums, bar)
+        if bad_data:
+            note_bad_files(job, epoch, state.step, bad, save_last, sums, state)
         diverged = state.bad_in_row > args['max_bad_steps']
         if diverged or stopping or saving:
             state.sums = sums.cpu()
@@ -138,6 +142,27 @@ def train_epoch(job, epoch, state, stop, save_last):
             return False
     state.sums = sums.cpu()
     return True
+
+
+def note_bad_files(job, epoch, step, bad, save_last, sums, state):
+    """Names the training files that could not be read in this step on any rank (each was replaced
+    by another item), and stops the run, saved, once the run has met more than max_bad_files."""
+    met = distributed.gather_objects(TrainSet.bad_paths(bad))
+    new = distributed.broadcast_object(None if met is None else
+                                       sorted({path for paths in met for path in paths} - set(job.bad_files)))
+    if not new:
+        return
+    job.bad_files.extend(new)
+    limit = job.args['max_bad_files']
+    job.logger.log_text(f'epoch {epoch} step {step}: skipped {len(new)} unreadable training file(s), another item '
+                        f'drawn in place of each ({len(job.bad_files)} in this run, max_bad_files={limit}): '
+                        f'{", ".join(new)}')
+    if len(job.bad_files) > limit:
+        state.sums = sums.cpu()
+        save_last()
+        raise ValueError(f'path_train: {len(job.bad_files)} training files cannot be read (more than max_bad_files='
+                         f'{limit}), the first: {", ".join(job.bad_files[:3])}; the log names every one. Repair or '
+                         f'remove them (or raise max_bad_files), then resume=PATH of last.pt')
 
 
 def report_interval(job, epoch, step, steps, sums, bar):

@@ -12,13 +12,13 @@ from data.audio import FRAME_SAMPLES
 from data.augment import Augmenter
 from data.datasets import TrainSet, resolve_test_files
 from data.sampler import GlobalBatchSampler
-from data.voxceleb import OFFICIAL_TRIAL_FILES, class_weights, read_trials, scan_voxceleb
+from data.voxceleb import OFFICIAL_TRIAL_FILES, class_weights, identify_voxceleb, read_trials, scan_voxceleb
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
 from models.speaker_net import SpeakerNet
 from models.ssl import count_parameters, load_teacher
 from models.student import Student
-from trainer.evaluate import evaluate, trial_utterances
+from trainer.evaluate import evaluate, training_cohort, trial_utterances
 from trainer.loop import EpochState, Job, StopSignal, loss_means, train_epoch
 from trainer.run import Run
 from trainer.schedule import group_lrs
@@ -53,12 +53,36 @@ def set_lrs(optimizer, epoch, args):
     return lrs
 
 
-def load_trial_lists(args, logger):
+def training_manifest(args, logger):
+    """The training files and speakers, scanned once into path_cache (rank 0 first, the others then
+    read its cache), with what the scan found said in the log: files left out, resampled or
+    mixed down, counts unlike the official ones."""
+    def scan():
+        return scan_voxceleb(args['path_train'], 'path_train', args['path_cache'], args['min_train_seconds'])
+
+    manifest = scan() if distributed.is_main() else None
+    distributed.barrier()
+    manifest = manifest or scan()
+    for note in manifest.notes:
+        logger.log_text(note)
+    if len(manifest.unreadable) > args['max_bad_files']:
+        raise ValueError(f'path_train: {len(manifest.unreadable)} training files cannot be read (more than '
+                         f'max_bad_files={args["max_bad_files"]}), the first: {", ".join(manifest.unreadable[:3])}; '
+                         f'repair or remove them, or raise max_bad_files')
+    return manifest
+
+
+def load_trial_lists(args, logger, manifest=None):
     """The trial lists found in path_trials, each under its trials_vox1_* name or else the first of
     its official names that is there; the log says which file each came from, and which lists are
-    left out. Checked before any training to name only files that path_test holds."""
+    left out. Vox1-E and H are left out when the training set (manifest) is VoxCeleb1 dev: their
+    speakers are its speakers. Checked before any training to name only files that path_test holds."""
     lists = {}
+    vox1_training = manifest is not None and identify_voxceleb(manifest.speakers) == 'VoxCeleb1'
     for name, key in TRIAL_LISTS.items():
+        if vox1_training and name != 'Vox1-O':
+            logger.log_text(f'{name}: left out, path_train is VoxCeleb1 dev, whose speakers its trials use')
+            continue
         candidates = [args[key]] if args[key] else OFFICIAL_TRIAL_FILES[name]
         found = [file for file in candidates if args['path_trials'] and
                  os.path.isfile(os.path.join(args['path_trials'], file))]
@@ -82,7 +106,7 @@ def build_train_loader(args, manifest, device):
                        args['seed'])
     sampler = GlobalBatchSampler(len(dataset), args['batch_size'], distributed.rank(), distributed.world_size(),
                                  args['seed'])
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=args['num_workers'],
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=distributed.data_workers(args['num_workers']),
                       pin_memory=device.type == 'cuda', generator=torch.Generator())
 
 
@@ -115,15 +139,23 @@ def log_training(logger, epoch, lrs, losses):
 
 def log_evaluation(logger, results, epoch):
     for name, result in results.items():
-        if result.get('nonfinite'):
-            logger.log_text(f'epoch {epoch} {name}: {result["nonfinite"]} of {result["trials"]} scores are not '
-                            f'finite: not scored, the epoch does not count as an improvement')
-            continue
-        for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
-            logger.log_metric(f'eval/{name}/{metric}', result[metric], epoch)
-        logger.log_text(f'epoch {epoch} {name}: EER {result["eer"]:.3f} %, minDCF(0.05) '
-                        f'{result["min_dcf_0.05"]:.4f}, minDCF(0.01) {result["min_dcf_0.01"]:.4f} '
-                        f'({result["trials"]} trials)')
+        log_list(logger, name, result, epoch)
+        if 'asnorm' in result:
+            norm = result['asnorm']
+            log_list(logger, f'{name}/asnorm', dict(norm, trials=result['trials']), epoch,
+                     f' with AS-norm (top {norm["top_k"]} of {norm["cohort"]} cohort speakers)')
+
+
+def log_list(logger, name, result, epoch, how=''):
+    if result.get('nonfinite'):
+        logger.log_text(f'epoch {epoch} {name}: {result["nonfinite"]} of {result["trials"]} scores are not '
+                        f'finite: not scored, the epoch does not count as an improvement')
+        return
+    for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
+        logger.log_metric(f'eval/{name}/{metric}', result[metric], epoch)
+    logger.log_text(f'epoch {epoch} {name}{how}: EER {result["eer"]:.3f} %, minDCF(0.05) '
+                    f'{result["min_dcf_0.05"]:.4f}, minDCF(0.01) {result["min_dcf_0.01"]:.4f} '
+                    f'({result["trials"]} trials)')
 
 
 def parameter_counts(teacher, model):
@@ -132,14 +164,23 @@ def parameter_counts(teacher, model):
             'backend': count_parameters(model.backend)}
 
 
-def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params):
-    """Scores every trial list with the best model and writes results.json."""
-    results = evaluate(model, trial_lists, args['path_test'], args, device, distributed.is_main())
+def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params, manifest=None):
+    """Scores every trial list with the best model (and with AS-norm against the training speakers
+    when asnorm_top_k is set) and writes results.json."""
+    show = distributed.is_main()
+    cohort = None
+    if args['asnorm_top_k'] and trial_lists:
+        logger.log_text(f'AS-norm cohort: {len(manifest.speakers)} training speakers, {args["asnorm_cohort_utts"]} '
+                        f'utterances each')
+        cohort = training_cohort(model, manifest, args, device, show)
+    results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
     log_evaluation(logger, results, best_epoch)
     summary = {}
     for name, result in results.items():
         trials = trial_lists[name]
         logger.save_scores(name, trials.enroll, trials.test, trials.labels, result.pop('scores'))
+        if 'asnorm_scores' in result:
+            logger.save_scores(f'{name}-asnorm', trials.enroll, trials.test, trials.labels, result.pop('asnorm_scores'))
         summary[name] = result
     summary['best_epoch'] = best_epoch
     summary['params'] = params
@@ -151,8 +192,8 @@ def train(args, logger, device, resume=None):
     """The whole OS-KDFT run, or its continuation from `resume` (a loaded last.pt). Returns the
     results, or None when a stop signal ended it (last.pt saved)."""
     seed_everything(args['seed'])
-    manifest = scan_voxceleb(args['path_train'], 'path_train')
-    trial_lists = load_trial_lists(args, logger)
+    manifest = training_manifest(args, logger)
+    trial_lists = load_trial_lists(args, logger, manifest)
     loader = build_train_loader(args, manifest, device)
     teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl']).to(device)
     num_classes = len(manifest.speakers)
@@ -163,7 +204,8 @@ def train(args, logger, device, resume=None):
         raw_model.backend.compile()
     dtype = amp_dtype(args, device)
     job = Job(distribute(raw_model, device), teacher, loader, build_optimizer(raw_model),
-              torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype, args, device, logger)
+              torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype, args, device, logger,
+              bad_files=list(manifest.unreadable))
     run = Run(job, raw_model, num_classes)
     params = parameter_counts(teacher, raw_model)
     seed_everything(args['seed'] + distributed.rank())
@@ -196,7 +238,8 @@ def train(args, logger, device, resume=None):
     else:
         raw_model.load_state_dict(run.best_weights)
     logger.log_text(f'best epoch {run.best["epoch"]} (Vox1-O EER {run.best["eer"]:.3f} %); scoring every trial list')
-    return final_evaluation(raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params)
+    return final_evaluation(raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params,
+                            manifest)
 
 
 def end_epoch(run, epoch, lrs, tuning, show):
@@ -242,6 +285,7 @@ def evaluate_checkpoint(args, logger, device, state):
     model = build_model(model_args, teacher, state['num_classes'])
     model.load_state_dict(state['model'])
     model.to(device)
-    trial_lists = load_trial_lists(args, logger)
+    manifest = training_manifest(args, logger) if args['asnorm_top_k'] else None
+    trial_lists = load_trial_lists(args, logger, manifest)
     params = parameter_counts(teacher, model)
-    return final_evaluation(model, trial_lists, args, device, logger, state['epoch'], params)
+    return final_evaluation(model, trial_lists, args, device, logger, state['epoch'], params, manifest)

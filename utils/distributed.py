@@ -58,6 +58,16 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def data_workers(setting):
+    """DataLoader workers per process: `num_workers` as set, or for 'auto' this machine's cores
+    shared among the job's processes on it."""
+    if setting != 'auto':
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    local_processes = int(os.environ.get('LOCAL_WORLD_SIZE', world_size()))
+    return max(1, cores // local_processes)
+
+
 def spawn(worker, nprocs, *args):
     """Runs worker(*args) in nprocs new processes that form one job on this machine, as torchrun
     would start them. When one of them fails, the others are stopped and the failure is raised here."""

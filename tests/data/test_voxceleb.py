@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from data.voxceleb import Trials, class_weights, read_trials, scan_voxceleb
 
@@ -9,8 +10,12 @@ VOX1_O = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "vo
 
 
 def touch(path):
+    """A one-second 16 kHz wav or flac (the scan reads headers), or an empty file of any other kind."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    open(path, "wb").close()
+    if path.endswith((".wav", ".flac")):
+        sf.write(path, np.zeros(16000, np.float32), 16000)
+    else:
+        open(path, "wb").close()
 
 
 @pytest.fixture

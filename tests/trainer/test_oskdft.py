@@ -36,6 +36,7 @@ def setup():
 
 def job_of(model, teacher, batches, optimizer, amp_dtype=None, **args):
     scaler = torch.amp.GradScaler('cpu', init_scale=64.0, enabled=amp_dtype == torch.float16)
+    batches = [batch if len(batch) == 4 else (*batch, ('',) * len(batch[2])) for batch in batches]  # no bad file
     return Job(model, teacher, batches, optimizer, scaler, amp_dtype, dict(ARGS, **args), torch.device('cpu'),
                LogModuleController([], enabled=False))
 
@@ -113,6 +114,24 @@ def test_too_many_non_finite_steps_in_a_row_save_and_stop(setup):
     with pytest.raises(TrainingDiverged, match=r'3 non-finite steps in a row \(max_bad_steps=2\) at epoch 1 step 3'):
         run_epoch(job, saves=saves)
     assert saves == [3]
+
+
+def test_unreadable_training_files_are_named_once_and_stop_the_run_past_max_bad_files(setup):
+    """Steps that met unreadable files still train (their items were replaced); each file is
+    counted once per run, and one more than max_bad_files saves last.pt and stops."""
+    teacher, model, (clean, augmented, labels) = setup
+    met = [('a.wav', '', '', ''), ('', 'a.wav\nb.wav', '', ''), ('', '', '', ''), ('', '', 'c.wav', '')]
+    batches = [(clean, augmented, labels, bad) for bad in met]
+    saves = []
+    job = job_of(model, teacher, batches, build_optimizer(model), max_bad_files=2)
+    with pytest.raises(ValueError, match=r'path_train: 3 training files cannot be read \(more than max_bad_files=2\), '
+                                         r'the first: a.wav, b.wav, c.wav'):
+        run_epoch(job, saves=saves)
+    assert job.bad_files == ['a.wav', 'b.wav', 'c.wav'] and saves == [4]
+    assert job.optimizer.state[next(iter(model.backend.parameters()))]['step'].item() == 4
+    job = job_of(model, teacher, batches, build_optimizer(model), max_bad_files=3)
+    state, finished = run_epoch(job)
+    assert finished and job.bad_files == ['a.wav', 'b.wav', 'c.wav']
 
 
 def test_a_stop_signal_finishes_the_step_saves_and_stops(setup):
