@@ -2,6 +2,7 @@
 import os
 
 import pytest
+import soundfile
 
 from data.demo import prepare_demo
 
@@ -16,3 +17,18 @@ FAST = ['model_name_or_path=tiny', 'num_hidden_layers=2', 'batch_size=4', 'ecapa
 def corpus(tmp_path_factory):
     """24 training utterances of 6 speakers, 16 test utterances; every path as key=value for main.py."""
     return prepare_demo(str(tmp_path_factory.mktemp('demo')), **SMALL_DEMO)
+
+
+@pytest.fixture
+def frames_read(monkeypatch):
+    """The `frames` argument of every soundfile read made while the test runs, in order: what
+    a reader decodes."""
+    requested = []
+    original = soundfile.SoundFile.read
+
+    def recording_read(self, frames=-1, *args, **kwargs):
+        requested.append(frames)
+        return original(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile.SoundFile, 'read', recording_read)
+    return requested

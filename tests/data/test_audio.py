@@ -135,7 +135,7 @@ def test_other_rates_read_as_resample_poly_of_the_whole_file(tmp_path, rate):
     assert abs(peak_hz - 1000.0) <= SAMPLE_RATE / len(out)
 
 
-def test_crops_of_a_44k1_file_are_slices_of_the_whole_file_resampled(tmp_path, monkeypatch):
+def test_crops_of_a_44k1_file_are_slices_of_the_whole_file_resampled(tmp_path, frames_read):
     wave = np.random.default_rng(0).uniform(-1, 1, 44100 * 2 + 17).astype(np.float32)
     path = write_wav(tmp_path / "44k1.wav", wave, 44100)
     whole = to_16k(wave, 44100)  # (32007,)
@@ -144,14 +144,7 @@ def test_crops_of_a_44k1_file_are_slices_of_the_whole_file_resampled(tmp_path, m
         np.testing.assert_allclose(read_audio(path, start, 1000), whole[start : start + 1000], atol=1e-6)
     np.testing.assert_allclose(read_audio(path, 20000), whole[20000:], atol=1e-6)
 
-    requested = []
-    original = sf.SoundFile.read
-
-    def recording_read(self, frames=-1, *args, **kwargs):
-        requested.append(frames)
-        return original(self, frames, *args, **kwargs)
-
-    monkeypatch.setattr(sf.SoundFile, "read", recording_read)
+    requested = frames_read
     for seed in range(5):
         start = random_start(len(whole), 3200, np.random.default_rng(seed))
         np.testing.assert_allclose(read_random_crop(path, 3200, np.random.default_rng(seed)),

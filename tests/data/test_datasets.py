@@ -97,16 +97,9 @@ def test_trainset_short_file_wrap_padded(train_files):
     np.testing.assert_array_equal(clean, np.concatenate([whole, whole, whole[:100]]))
 
 
-def test_trainset_reads_only_the_crop(train_files, monkeypatch):
+def test_trainset_reads_only_the_crop(train_files, frames_read):
     paths, labels = train_files
-    requested = []
-    original = sf.SoundFile.read
-
-    def recording_read(self, frames=-1, *args, **kwargs):
-        requested.append(frames)
-        return original(self, frames, *args, **kwargs)
-
-    monkeypatch.setattr(sf.SoundFile, "read", recording_read)
+    requested = frames_read
     TrainSet(paths, labels, 1000)[1]
     assert requested == [1000]
 

@@ -1,4 +1,6 @@
 """Which trial-list file each VoxCeleb1 test is read from."""
+from types import SimpleNamespace
+
 import pytest
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
@@ -47,3 +49,15 @@ def test_an_explicit_file_name_wins(tmp_path, given, trials):
     args = make_lists(tmp_path, ['veri_test.txt', 'veri_test2.txt', 'my_list.txt'])
     lists = load_trial_lists(dict(args, trials_vox1_o=given), Texts())
     assert len(lists['Vox1-O'].labels) == trials
+
+
+def test_training_on_voxceleb1_dev_leaves_e_and_h_out(tmp_path):
+    """Their trials are between VoxCeleb1 dev speakers: scoring them would test on training speakers."""
+    args = make_lists(tmp_path, ['veri_test2.txt', 'list_test_all2.txt', 'list_test_hard2.txt'])
+    texts = Texts()
+    vox1_dev = SimpleNamespace(speakers=['id10001', 'id10002', 'id11251'])
+    assert list(load_trial_lists(args, texts, vox1_dev)) == ['Vox1-O']
+    for name in ('Vox1-E', 'Vox1-H'):
+        assert f'{name}: left out, path_train is VoxCeleb1 dev, whose speakers its trials use' in texts.lines
+    vox2_dev = SimpleNamespace(speakers=['id00012', 'id09272'])
+    assert list(load_trial_lists(args, Texts(), vox2_dev)) == ['Vox1-O', 'Vox1-E', 'Vox1-H']
