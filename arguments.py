@@ -37,12 +37,15 @@ SYSTEM_ARGS = {
 
 # The experiment: every value is the paper's / the authors' code's default.
 EXPERIMENT_ARGS = {
-    'method': 'oskdft',
+    'preset': 'auto',                   # demo | smoke | vox2 | vox1 (below); auto: demo without data, else vox2
+    'method': 'oskdft',                 # oskdft | ft (the whole teacher fine-tuned) | student_ft (no KD) | kd_ft
+    'kd_epochs': 100,                   # kd_ft: epochs of its KD-only first stage (then `epoch` of fine-tuning)
     'model_name_or_path': 'facebook/wav2vec2-large-xlsr-53',    # hub id, local folder, or 'tiny'
     'num_hidden_layers': 4,             # student transformer layers
     'adapter_bottleneck': 64,
     'adapter_scale': 0.1,
     'adapter_input_residual': False,    # True reproduces the original code's extra residual in the adapter
+    'normalize_wave': False,            # zero-mean unit-variance waves for teacher and student (the original: off)
 
     # ECAPA-TDNN back-end and AAM-softmax
     'ecapa_channels': 512,
@@ -67,6 +70,7 @@ EXPERIMENT_ARGS = {
     # data
     'epoch': 100,
     'batch_size': 128,                  # in total across all GPUs
+    'max_train_files': 0,               # train on a seeded random subset of this many files (0: all of them)
     'num_train_frames': 200,            # x 160 samples at 16 kHz: 2 s crops
     'min_train_seconds': 0.5,           # shorter training files are left out (counted in the log)
     'num_test_frames': 300,             # 3 s evaluation segments
@@ -80,25 +84,44 @@ EXPERIMENT_ARGS = {
 
     # trial lists in path_trials. None: the official names, the cleaned list first (veri_test2.txt, then
     # veri_test.txt; list_test_all2.txt / list_test_all.txt; list_test_hard2.txt / list_test_hard.txt);
-    # a file name here is used as given. A list that is not there is left out (said in the log)
+    # a file name here is used as given; 'off' leaves the list out. A list that is not there is left out
+    # (said in the log)
     'trials_vox1_o': None,
     'trials_vox1_e': None,
     'trials_vox1_h': None,
 }
 
-# The embedded demo's own sizes, applied when no dataset path is set (command-line values still win).
+# Presets: named sets of values over the defaults above, chosen by preset=NAME (command-line values
+# still win). preset=auto: demo when no dataset path is set, else vox2.
+# The embedded demo's own sizes: the generated corpus and the tiny random teacher.
 DEMO = {
     'model_name_or_path': 'tiny',
     'num_hidden_layers': 2,
     'ecapa_channels': 128,
     'spec_mask_freq': 12,               # the paper's 100 of 1024 channels, scaled to the tiny width
     'epoch': 8,
+    'kd_epochs': 4,
     'T_0': 8,
     'lr': 1e-3,                         # a short run from a random teacher learns faster at a higher LR
     'batch_size': 32,
     'name': 'demo',
     'tags': 'oskdft,demo',
 }
+
+# The demo's sizes on the user's own data: one short epoch over max_train_files files, Vox1-O
+# scored, a tiny random teacher; proves the paths and the whole pipeline in minutes.
+SMOKE = {**{key: DEMO[key] for key in ('model_name_or_path', 'num_hidden_layers', 'ecapa_channels',
+                                       'spec_mask_freq', 'lr', 'batch_size')},
+         'epoch': 1, 'kd_epochs': 1, 'T_0': 1, 'max_train_files': 2000, 'trials_vox1_e': 'off', 'trials_vox1_h': 'off',
+         'name': 'smoke', 'tags': 'oskdft,smoke'}
+
+# The paper: VoxCeleb2 dev, scored on Vox1-O / E / H (1.0 % EER on Vox1-O with wav2vec2-large-xlsr-53).
+VOX2 = {'name': 'oskdft-vox2', 'tags': 'oskdft,vox2'}
+
+# The paper's VoxCeleb1 setting: VoxCeleb1 dev, Vox1-O only (E and H share its speakers).
+VOX1 = {'name': 'oskdft-vox1', 'tags': 'oskdft,vox1'}
+
+PRESETS = {'demo': DEMO, 'smoke': SMOKE, 'vox2': VOX2, 'vox1': VOX1}
 
 # The randomly initialised Wav2Vec2 that model_name_or_path='tiny' builds (the demo's teacher).
 TINY_SSL = {
@@ -151,17 +174,20 @@ def parse_overrides(argv, defaults):
 
 
 def get_args(argv=()):
-    """Returns (args, system_args, experiment_args): defaults, then the demo preset when no
-    dataset path is set, then the command line."""
+    """Returns (args, system_args, experiment_args): defaults, then the preset (auto: demo when no
+    dataset path is set, else vox2), then the command line."""
     defaults = {**SYSTEM_ARGS, **EXPERIMENT_ARGS}
     overrides = parse_overrides(argv, defaults)
     args = dict(defaults)
-    if all(overrides.get(key, args[key]) is None for key in DATASET_PATHS):
-        args.update(DEMO)
-        args['demo'] = True
-    else:
-        args['demo'] = False
+    preset = overrides.get('preset', args['preset'])
+    if preset == 'auto':
+        preset = 'demo' if all(overrides.get(key, args[key]) is None for key in DATASET_PATHS) else 'vox2'
+    if preset not in PRESETS:
+        raise ArgumentError(f'preset={preset!r}: expected auto or one of {", ".join(PRESETS)}')
+    args.update(PRESETS[preset])
+    args['demo'] = preset == 'demo'
     args.update(overrides)
+    args['preset'] = preset
     args['tiny_ssl'] = dict(TINY_SSL)
     system_args = {key: args[key] for key in SYSTEM_ARGS}
     experiment_args = {key: args[key] for key in EXPERIMENT_ARGS}

@@ -20,6 +20,7 @@ from arguments import DATASET_PATHS, EXPERIMENT_ARGS, SYSTEM_ARGS, ArgumentError
 from data.demo import prepare_demo
 from log.controller import LogModuleController
 from trainer.loop import TrainingDiverged
+from trainer.methods import METHODS
 from trainer.trainer import evaluate_checkpoint, train
 from utils import distributed
 from utils.checkpoint import load_checkpoint
@@ -43,8 +44,10 @@ def check_values(args):
     """Fails before anything is made or written when a setting cannot work."""
     if args['mode'] not in ('train', 'evaluate'):
         raise ArgumentError(f'mode={args["mode"]!r}: expected train or evaluate')
-    if args['method'] != 'oskdft':
-        raise ArgumentError(f'method={args["method"]!r}: this version runs method=oskdft')
+    if args['method'] not in METHODS:
+        raise ArgumentError(f'method={args["method"]!r}: expected one of {", ".join(METHODS)}')
+    if args['kd_epochs'] < 0:
+        raise ArgumentError(f'kd_epochs={args["kd_epochs"]}: expected 0 or more')
     if args['amp'] not in AMP_MODES:
         raise ArgumentError(f'amp={args["amp"]!r}: expected one of {", ".join(AMP_MODES)}')
     device_type(args['device'])

@@ -73,10 +73,8 @@ def reverberate(wave: np.ndarray, rir: np.ndarray) -> np.ndarray:
     return fftconvolve(wave, rir)[direct : direct + len(wave)]
 
 
-def choose_kind(rng: np.random.Generator, p: float) -> str:
-    """With probability p one of KINDS uniformly, else "none"."""
-    if rng.random() >= p:
-        return "none"
+def choose_kind(rng: np.random.Generator) -> str:
+    """One of KINDS, uniformly."""
     return KINDS[rng.integers(len(KINDS))]
 
 
@@ -98,12 +96,18 @@ class Augmenter:
         self.p, self.clip_p, self.ease_p = p, clip_p, ease_p
 
     def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """With probability 1 - p the crop as it is; else one of KINDS, then (in this branch only)
+        clipping with probability clip_p and a fade envelope with probability ease_p."""
         wave = np.asarray(wave, dtype=np.float64)
-        kind = choose_kind(rng, self.p)
+        if rng.random() >= self.p:
+            return wave.astype(np.float32)
+        kind = choose_kind(rng)
         if kind == "rir":
             wave = reverberate(wave, self._read_rir(self.rirs[rng.integers(len(self.rirs))]))
+        elif kind == "speech_music":
+            wave = self._add_musan(self._add_musan(wave, "speech", rng), "music", rng)
         elif kind != "none":
-            wave = wave + self._noise(wave, kind, rng)
+            wave = self._add_musan(wave, kind, rng)
         if rng.random() < self.clip_p:
             wave = clip_to_ratio(wave, rng.uniform(0.5, 0.9))
         if rng.random() < self.ease_p:
@@ -111,24 +115,20 @@ class Augmenter:
             wave = wave * fade_envelope(len(wave), curve, rng.uniform(0.1, 0.3), fade_in=rng.random() < 0.5)
         return wave.astype(np.float32)
 
-    def _noise(self, wave, kind, rng):
-        """Sum of MUSAN crops, each scaled to its own SNR against the clean wave, (L,)."""
-        if kind == "speech":
-            speech = self.musan["speech"]
-            count = rng.integers(NUM_SPEECH_FILES[0], NUM_SPEECH_FILES[1] + 1)
-            picks = rng.choice(len(speech), count, replace=count > len(speech))
-            return sum(self._musan_at_snr(wave, "speech", speech[i], rng) for i in picks)
-        if kind == "speech_music":
-            return self._noise(wave, "speech", rng) + self._noise(wave, "music", rng)
+    def _add_musan(self, wave, kind, rng):
+        """wave plus MUSAN `kind` scaled to one SNR drawn against wave itself; for speech the
+        mean of 3-8 crops (babble) is what gets scaled, (L,)."""
         files = self.musan[kind]
-        return self._musan_at_snr(wave, kind, files[rng.integers(len(files))], rng)
+        count = rng.integers(NUM_SPEECH_FILES[0], NUM_SPEECH_FILES[1] + 1) if kind == "speech" else 1
+        picks = rng.choice(len(files), count, replace=count > len(files))
+        noise = np.mean([self._read_musan(files[i], len(wave), rng) for i in picks], axis=0, dtype=np.float64)
+        return wave + noise_at_snr(wave, noise, rng.uniform(*SNR_DB[kind]))
 
-    def _musan_at_snr(self, wave, kind, path, rng):
+    def _read_musan(self, path, num_samples, rng):
         try:
-            noise = read_random_crop(path, len(wave), rng)
+            return read_random_crop(path, num_samples, rng)
         except AudioError as err:
             raise AudioError(f"path_musan: {err}") from None
-        return noise_at_snr(wave, noise, rng.uniform(*SNR_DB[kind]))
 
     def _read_rir(self, path):
         try:

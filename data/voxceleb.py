@@ -141,6 +141,17 @@ def scan_voxceleb(root: str, argument: str = "path_train", cache_dir: str | None
     )
 
 
+def random_subset(manifest: Manifest, count: int, seed: int) -> Manifest:
+    """count files drawn without replacement by the seed (kept in the manifest's order), their
+    speakers labelled again in sorted order."""
+    keep = np.sort(np.random.default_rng([seed, 3]).choice(len(manifest.paths), count, replace=False))
+    present, labels = np.unique(manifest.labels[keep], return_inverse=True)
+    return Manifest(paths=[manifest.paths[i] for i in keep], labels=labels.astype(np.int64),
+                    speakers=[manifest.speakers[i] for i in present], lengths=manifest.lengths[keep],
+                    rates=manifest.rates[keep], channels=manifest.channels[keep], notes=manifest.notes,
+                    root=manifest.root, unreadable=manifest.unreadable)
+
+
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Total utterances / speaker's utterances, float32 (C,); 0 for a speaker with no utterance."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)

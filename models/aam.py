@@ -25,11 +25,18 @@ class AAMSoftmax(nn.Module):
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer('class_weights', weights, persistent=False)
 
-    def logits(self, emb, labels):
-        """(B, E), (B,) -> (B, num_classes) scaled cosines, margin on the target class. In float32
-        even under autocast: x scale 30, a bf16 cosine's rounding would move the logits by 0.1."""
+    def cosines(self, emb):
+        """(B, E) -> (B, num_classes) cosines to the class weights. In float32 even under autocast:
+        x scale 30, a bf16 cosine's rounding would move the logits by 0.1."""
         with torch.autocast(emb.device.type, enabled=False):
-            cosine = F.linear(F.normalize(emb.to(self.weight.dtype)), F.normalize(self.weight))
+            return F.linear(F.normalize(emb.to(self.weight.dtype)), F.normalize(self.weight))
+
+    def logits(self, emb, labels):
+        """(B, E), (B,) -> (B, num_classes) scaled cosines, margin on the target class."""
+        return self.margin_logits(self.cosines(emb), labels)
+
+    def margin_logits(self, cosine, labels):
+        """(B, num_classes) cosines, (B,) -> the same scaled, the target's with the margin added."""
         sine = torch.sqrt((1.0 - cosine ** 2).clamp(0, 1))
         with_margin = cosine * math.cos(self.margin) - sine * math.sin(self.margin)
         with_margin = torch.where(cosine > self.threshold, with_margin, cosine - self.fallback)
@@ -37,8 +44,10 @@ class AAMSoftmax(nn.Module):
         return self.scale * torch.where(target, with_margin, cosine)
 
     def forward(self, emb, labels):
-        """(B, E), (B,) -> (loss, top-1 accuracy in % on the margin logits)."""
-        logits = self.logits(emb, labels)
+        """(B, E), (B,) -> (loss, top-1 accuracy in %). The accuracy is that of the plain cosines, the
+        nearest class as at test time: the margin only handicaps the target during training."""
+        cosine = self.cosines(emb)                                      # (B, num_classes)
+        logits = self.margin_logits(cosine, labels)
         losses = F.cross_entropy(logits, labels, reduction='none')     # (B,)
         if self.class_weights is None:
             loss = losses.mean()
@@ -48,5 +57,5 @@ class AAMSoftmax(nn.Module):
             weights = self.class_weights[labels]
             normaliser = sum_over_ranks(weights.sum().detach()) / world_size()
             loss = (weights * losses).sum() / normaliser
-        accuracy = (logits.argmax(dim=1) == labels).float().mean() * 100
+        accuracy = (cosine.argmax(dim=1) == labels).float().mean() * 100
         return loss, accuracy.detach()

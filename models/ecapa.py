@@ -113,12 +113,12 @@ class AttentiveStatsPooling(nn.Module):
         return torch.cat([mu, sigma], dim=1)                            # (B, 2C)
 
 
-def band_mask(batch, length, max_width, device):
-    """One random band of 0..max_width consecutive positions per row: (batch, length) bool."""
-    width = torch.randint(0, max_width + 1, (batch, 1), device=device).clamp(max=length)
-    start = (torch.rand(batch, 1, device=device) * (length - width + 1)).floor()
-    position = torch.arange(length, device=device)
-    return (position >= start) & (position < start + width)
+def random_band(length, max_width):
+    """(start, width) of a band as the original code drew it: the start uniform over the places a
+    max_width band fits, then the width uniform in 0..max_width. Drawn on the CPU generator."""
+    max_width = min(max_width, length)
+    start = int(torch.randint(0, length - max_width + 1, ()))
+    return start, int(torch.randint(0, max_width + 1, ()))
 
 
 class EcapaTdnn(nn.Module):
@@ -138,13 +138,16 @@ class EcapaTdnn(nn.Module):
         self.bn_embedding = SyncBatchNorm1d(embedding_size)
 
     def spec_mask(self, x):
-        """SpecAugment on the normalised input, each utterance with probability mask_p: one band
-        of up to mask_freq channels and one of up to mask_time frames set to 0."""
-        batch, dim, frames = x.shape
-        chosen = torch.rand(batch, 1, 1, device=x.device) < self.mask_p
-        freq = band_mask(batch, dim, self.mask_freq, x.device)[:, :, None]
-        time = band_mask(batch, frames, self.mask_time, x.device)[:, None, :]
-        return x.masked_fill(chosen & (freq | time), 0.0)
+        """With probability mask_p, one rectangle of up to mask_freq channels x mask_time frames of
+        the normalised input set to 0, the same for the whole batch, as the original drew it."""
+        if float(torch.rand(())) >= self.mask_p:
+            return x
+        _, dim, frames = x.shape
+        f_start, f_width = random_band(dim, self.mask_freq)
+        t_start, t_width = random_band(frames, self.mask_time)
+        rectangle = torch.zeros(dim, frames, dtype=torch.bool, device=x.device)     # (D, T)
+        rectangle[f_start:f_start + f_width, t_start:t_start + t_width] = True
+        return x.masked_fill(rectangle, 0.0)
 
     def forward(self, x, lengths=None):
         """(B, T, in_dim) SSL hidden states -> (B, embedding_size). lengths (B,): the valid frames

@@ -1,27 +1,44 @@
 """The trained system: student SSL model (with adapters) -> ECAPA-TDNN -> AAM-softmax."""
 import torch.nn as nn
 
+from models.ssl import normalize_waves
+
 
 class SpeakerNet(nn.Module):
     """Student + back-end + training head, one module so one DDP wrapper covers every trained
-    parameter and one state_dict is the whole checkpoint."""
+    parameter and one state_dict is the whole checkpoint.
+    normalize_wave: every input wave is normalised to zero mean and unit variance first (in
+    forward and embed alike), for teachers pre-trained on normalised input
+    (models.ssl.preprocessor_normalizes)."""
 
-    def __init__(self, student, backend, head):
+    def __init__(self, student, backend, head, normalize_wave=False):
         super().__init__()
         self.student = student
         self.backend = backend
         self.head = head
+        self.normalize_wave = normalize_wave
 
-    def forward(self, wave, labels):
-        """One training step's two paths over one front end.
-        wave (B, L) augmented crops -> (KD hidden states (B, T, D), SV loss, SV accuracy %)."""
-        kd_hidden, sv_hidden = self.student.forward_two_paths(wave)
+    def forward(self, wave, labels, paths='kd+sv'):
+        """One training step's paths (DDP sees only forward, so the choice is an argument):
+        'kd+sv' both over one front end, 'kd' the student without adapters, 'sv' the SV path alone.
+        wave (B, L) augmented crops -> (KD hidden states (B, T, D), SV loss, SV accuracy %), None
+        for a path not run."""
+        if self.normalize_wave:
+            wave = normalize_waves(wave)
+        if paths == 'kd':
+            return self.student(wave, adapters=False), None, None
+        if paths == 'sv':
+            kd_hidden, sv_hidden = None, self.student(wave, adapters=True)
+        else:
+            kd_hidden, sv_hidden = self.student.forward_two_paths(wave)
         sv_loss, accuracy = self.head(self.backend(sv_hidden), labels)
         return kd_hidden, sv_loss, accuracy
 
     def embed(self, wave, lengths=None):
         """Inference: the SV path only (adapters on). (B, L) -> (B, E). lengths (B,): the valid
         samples of each row of a zero-padded batch, only where student.pads_exactly."""
+        if self.normalize_wave:
+            wave = normalize_waves(wave, lengths)
         if lengths is None:
             return self.backend(self.student(wave, adapters=True))
         hidden, frames = self.student.forward_padded(wave, lengths)

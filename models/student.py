@@ -20,6 +20,7 @@ class Adapter(nn.Module):
         self.layer_norm = nn.LayerNorm(dim)
         self.down = nn.Linear(dim, bottleneck)
         self.up = nn.Linear(bottleneck, dim)
+        nn.init.zeros_(self.down.bias)          # down.weight: nn.Linear's kaiming-uniform, the original adapter's own
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
         self.scale = scale
@@ -71,14 +72,15 @@ def copy_truncated(teacher, num_layers):
 
 
 class Student(nn.Module):
-    """The student SSL model with one parallel adapter per layer."""
+    """The student SSL model with one parallel adapter per layer (with_adapters=False: the plain
+    truncated model, for the baselines that fine-tune without them)."""
 
     def __init__(self, teacher, num_layers: int, bottleneck: int = 64, scale: float = 0.1,
-                 input_residual: bool = False):
+                 input_residual: bool = False, with_adapters: bool = True):
         super().__init__()
         self.ssl = copy_truncated(teacher, num_layers)
         pre_ln = self.ssl.config.do_stable_layer_norm
-        for layer in self.ssl.encoder.layers:
+        for layer in self.ssl.encoder.layers if with_adapters else []:
             adapter = Adapter(self.hidden_size, bottleneck, scale, input_residual)
             pre_norm = layer.final_layer_norm if pre_ln else None
             if pre_ln:
@@ -135,8 +137,9 @@ class Student(nn.Module):
         """Projection, Hugging Face's time/feature masking and the encoder, adapters on the rows
         from sv_from on (None: none); frame_mask (N, T) bool marks the valid frames of a padded
         batch. (N, T, C) -> (N, T, D)."""
-        for layer in self.ssl.encoder.layers:
-            layer.feed_forward.sv_from = sv_from
+        for module in self.ssl.encoder.modules():
+            if isinstance(module, AdaptedFeedForward):
+                module.sv_from = sv_from
         hidden = self.ssl.feature_projection(features)
         if isinstance(hidden, tuple):           # W2V2 and WavLM also return the normalised features
             hidden = hidden[0]

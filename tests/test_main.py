@@ -28,7 +28,8 @@ def read_metrics(folder):
 
 def test_run_writes_results_for_every_trial_list(run_dir):
     results = json.loads((run_dir / 'results.json').read_text())
-    assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params'}
+    assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params', 'method'}
+    assert results['method'] == 'oskdft'
     assert results['Vox1-O']['trials'] == 16 and results['Vox1-E']['trials'] == 32
     for name in ('Vox1-O', 'Vox1-E', 'Vox1-H'):
         assert 0.0 <= results[name]['eer'] <= 100.0
@@ -73,7 +74,7 @@ def test_evaluate_mode_reproduces_the_best_models_results(run_dir, corpus, tmp_p
 
 
 @pytest.mark.parametrize('argument, message', [
-    ('epochs=3', "unknown argument 'epochs'. Did you mean epoch?"),
+    ('epochs=3', "unknown argument 'epochs'. Did you mean epoch or kd_epochs?"),
     ('nonsense=1', "unknown argument 'nonsense'"),
     ('path_train=/no/such/folder', "path_train='/no/such/folder' is not a folder"),
     ('resume=/no/such/last.pt', "resume='/no/such/last.pt': no such checkpoint file"),

@@ -188,5 +188,5 @@ def test_a_two_process_run_stopped_by_sigterm_resumes_on_one_process(corpus, tmp
     log = (folder / 'log.txt').read_text()
     assert 'resumed on 1 processes, saved on 2: the data order is the same, the random streams' in log
     results = json.loads((folder / 'results.json').read_text())
-    assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params'}
+    assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params', 'method'}
     assert [step for name, step, _ in metric_values(folder) if name == 'loss/sv'] == [1, 2, 3]

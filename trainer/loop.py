@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from data.datasets import TrainSet
-from trainer.oskdft import LOSS_NAMES, step_losses
-from trainer.schedule import kd_weight
+from trainer.methods import METHODS
+from trainer.methods.common import LOSS_NAMES
 from utils import distributed
 from utils.progress import progress_bar
 
@@ -89,7 +89,7 @@ def train_epoch(job, epoch, state, stop, save_last):
     when a stop signal ended it early (after save_last()), True at the epoch's end."""
     args, device = job.args, job.device
     job.model.train()
-    weight = kd_weight(epoch, args['epoch'], args['kd_weight'])
+    method = METHODS[args['method']]
     sums = state.sums.to(device)
     steps = state.step + len(job.loader)
     bar = progress_bar(job.loader, f'epoch {epoch}', distributed.is_main(), total=steps, initial=state.step)
@@ -98,7 +98,7 @@ def train_epoch(job, epoch, state, stop, save_last):
         labels = labels.to(device, non_blocking=True)
         buffers = [buffer.clone() for buffer in job.model.buffers()]   # BatchNorm statistics, put back on a skip
         with torch.autocast(device.type, dtype=job.amp_dtype, enabled=job.amp_dtype is not None):
-            loss, values = step_losses(job.model, job.teacher, clean, augmented, labels, weight)
+            loss, values = method.step(job.model, job.teacher, clean, augmented, labels, epoch, args)
         job.optimizer.zero_grad(set_to_none=True)
         job.scaler.scale(loss).backward()
         job.scaler.unscale_(job.optimizer)

@@ -12,13 +12,15 @@ from data.audio import FRAME_SAMPLES
 from data.augment import Augmenter
 from data.datasets import TrainSet, resolve_test_files
 from data.sampler import GlobalBatchSampler
-from data.voxceleb import OFFICIAL_TRIAL_FILES, class_weights, identify_voxceleb, read_trials, scan_voxceleb
+from data.voxceleb import (OFFICIAL_TRIAL_FILES, class_weights, identify_voxceleb, random_subset, read_trials,
+                           scan_voxceleb)
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
 from models.speaker_net import SpeakerNet
-from models.ssl import count_parameters, load_teacher
+from models.ssl import count_parameters, load_teacher, preprocessor_normalizes
 from models.student import Student
 from trainer.evaluate import evaluate, training_cohort, trial_utterances
+from trainer.methods import METHODS
 from trainer.loop import EpochState, Job, StopSignal, loss_means, train_epoch
 from trainer.run import Run
 from trainer.schedule import group_lrs
@@ -30,24 +32,29 @@ AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def build_model(args, teacher, num_classes, weights=None):
-    """Student (copied from the teacher) + ECAPA-TDNN sized from the SSL width + AAM-softmax."""
-    student = Student(teacher, args['num_hidden_layers'], args['adapter_bottleneck'], args['adapter_scale'],
-                      args['adapter_input_residual'])
+    """Student (copied from the teacher: as many layers as the method keeps, with adapters where it
+    has them) + ECAPA-TDNN sized from the SSL width + AAM-softmax."""
+    method = METHODS[args['method']]
+    student = Student(teacher, method.student_layers(args, teacher), args['adapter_bottleneck'],
+                      args['adapter_scale'], args['adapter_input_residual'], with_adapters=method.ADAPTERS)
     backend = EcapaTdnn(student.hidden_size, args['ecapa_channels'], args['embedding_size'],
                         args['spec_mask_freq'], args['spec_mask_time'], args['spec_mask_p'])
     head = AAMSoftmax(args['embedding_size'], num_classes, args['aam_margin'], args['aam_scale'], weights)
-    return SpeakerNet(student, backend, head)
+    return SpeakerNet(student, backend, head, normalize_wave=args['normalize_wave'])
 
 
 def build_optimizer(model):
     """One Adam for the whole run (its moments are never reset); the LR of each named group is
     set every epoch by the schedule."""
-    groups = [{'name': name, 'params': params, 'lr': 0.0} for name, params in model.parameter_groups().items()]
+    groups = [{'name': name, 'params': params, 'lr': 0.0}
+              for name, params in model.parameter_groups().items() if params]      # no adapter group without adapters
     return torch.optim.Adam(groups, weight_decay=0.0)
 
 
 def set_lrs(optimizer, epoch, args):
-    lrs = group_lrs(epoch, args)
+    """Each group's LR for the epoch, as the method's stage sees it; the values, for the log."""
+    lrs = group_lrs(METHODS[args['method']].stage_epoch(epoch, args), args)
+    lrs = {name: lr for name, lr in lrs.items() if name in {group['name'] for group in optimizer.param_groups}}
     for group in optimizer.param_groups:
         group['lr'] = lrs[group['name']]
     return lrs
@@ -65,6 +72,10 @@ def training_manifest(args, logger):
     manifest = manifest or scan()
     for note in manifest.notes:
         logger.log_text(note)
+    if 0 < args['max_train_files'] < len(manifest.paths):
+        manifest = random_subset(manifest, args['max_train_files'], args['seed'])
+        logger.log_text(f'max_train_files={args["max_train_files"]}: training on a random subset, '
+                        f'{len(manifest.paths)} files of {len(manifest.speakers)} speakers')
     if len(manifest.unreadable) > args['max_bad_files']:
         raise ValueError(f'path_train: {len(manifest.unreadable)} training files cannot be read (more than '
                          f'max_bad_files={args["max_bad_files"]}), the first: {", ".join(manifest.unreadable[:3])}; '
@@ -82,6 +93,9 @@ def load_trial_lists(args, logger, manifest=None):
     for name, key in TRIAL_LISTS.items():
         if vox1_training and name != 'Vox1-O':
             logger.log_text(f'{name}: left out, path_train is VoxCeleb1 dev, whose speakers its trials use')
+            continue
+        if args[key] == 'off':
+            logger.log_text(f'{name}: left out ({key}=off)')
             continue
         candidates = [args[key]] if args[key] else OFFICIAL_TRIAL_FILES[name]
         found = [file for file in candidates if args['path_trials'] and
@@ -117,15 +131,17 @@ def amp_dtype(args, device):
     return AMP_DTYPES[args['amp']]
 
 
-def distribute(model, device):
+def distribute(model, device, args):
     """DDP over the job's processes (the model itself in one process). LayerDrop skips layers at
     random, on each rank its own: their parameters get no gradient in that step, which DDP then
-    has to look for (find_unused_parameters) and counts as zero in the average."""
+    has to look for (find_unused_parameters) and counts as zero in the average; so do the back-end's
+    in a KD-only epoch."""
     if distributed.world_size() == 1:
         return model
     layerdrop = getattr(model.student.ssl.config, 'layerdrop', 0.0)
+    kd_only_epochs = model.student.adapters() == [] and METHODS[args['method']].USES_TEACHER   # kd_ft's first stage
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
-                                   find_unused_parameters=layerdrop > 0)
+                                   find_unused_parameters=layerdrop > 0 or kd_only_epochs)
 
 
 def log_training(logger, epoch, lrs, losses):
@@ -183,6 +199,7 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
             logger.save_scores(f'{name}-asnorm', trials.enroll, trials.test, trials.labels, result.pop('asnorm_scores'))
         summary[name] = result
     summary['best_epoch'] = best_epoch
+    summary['method'] = args['method']
     summary['params'] = params
     logger.save_results(summary)
     return summary
@@ -196,20 +213,27 @@ def train(args, logger, device, resume=None):
     trial_lists = load_trial_lists(args, logger, manifest)
     loader = build_train_loader(args, manifest, device)
     teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl']).to(device)
+    if preprocessor_normalizes(args['model_name_or_path']) and not args['normalize_wave']:
+        logger.log_text(f'{args["model_name_or_path"]}: its preprocessor normalises waves (do_normalize) and '
+                        f'normalize_wave is off, as in the original code; normalize_wave=true feeds it as pre-trained')
     num_classes = len(manifest.speakers)
     weights = torch.from_numpy(class_weights(manifest.labels, num_classes)) if args['class_weight'] else None
     raw_model = build_model(args, teacher, num_classes, weights).to(device)
+    params = parameter_counts(teacher, raw_model)
+    method = METHODS[args['method']]
+    if not method.USES_TEACHER:
+        teacher = None          # copied into the student; without KD it never runs
     if args['compile']:
         raw_model.student.compile()
         raw_model.backend.compile()
     dtype = amp_dtype(args, device)
-    job = Job(distribute(raw_model, device), teacher, loader, build_optimizer(raw_model),
+    job = Job(distribute(raw_model, device, args), teacher, loader, build_optimizer(raw_model),
               torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype, args, device, logger,
               bad_files=list(manifest.unreadable))
     run = Run(job, raw_model, num_classes)
-    params = parameter_counts(teacher, raw_model)
     seed_everything(args['seed'] + distributed.rank())
-    logger.log_text(f'{len(manifest.paths)} training utterances of {num_classes} speakers; parameters {params}; '
+    logger.log_text(f'method {args["method"]}: {method.__doc__.split(":")[0]}; {method.epochs(args)} epochs; '
+                    f'{len(manifest.paths)} training utterances of {num_classes} speakers; parameters {params}; '
                     f'augmentation {"on" if loader.dataset.augment else "off (no path_musan / path_rir)"}; '
                     f'precision {dtype or torch.float32}; batch {args["batch_size"]} = {distributed.world_size()} '
                     f'x {loader.batch_sampler.per_rank}')
@@ -223,7 +247,10 @@ def train(args, logger, device, resume=None):
             log_evaluation(logger, evaluate(raw_model, tuning, args['path_test'], args, device, show), 0)
         else:
             logger.log_text('no Vox1-O list: the last epoch is kept as the best model')
-        for epoch in range(run.epoch + 1, args['epoch'] + 1):
+        for epoch in range(run.epoch + 1, method.epochs(args) + 1):
+            if method.new_stage(epoch, args) and run.state.step == 0:
+                job.optimizer.state.clear()         # a new stage starts as a new run would
+                logger.log_text(f'epoch {epoch}: the next stage of {args["method"]} starts, optimizer state reset')
             lrs = set_lrs(job.optimizer, epoch, args)
             loader.batch_sampler.set_epoch(epoch, run.state.step)
             loader.dataset.set_epoch(epoch)
@@ -251,11 +278,12 @@ def end_epoch(run, epoch, lrs, tuning, show):
         job.logger.log_text(f'epoch {epoch}: {run.state.skipped} steps skipped (non-finite loss or gradients, '
                             f'or fp16 overflow while the loss scale settles); the means are over the others')
     eer = float('nan')
-    if tuning:
+    scored = METHODS[job.args['method']].scored(epoch, job.args)
+    if tuning and scored:
         results = evaluate(run.raw_model, tuning, job.args['path_test'], job.args, job.device, show)
         log_evaluation(job.logger, results, epoch)
         eer = results['Vox1-O']['eer']
-    improved = improves(eer, run.best['eer']) if tuning else True
+    improved = improves(eer, run.best['eer']) if tuning else scored
     if improved:
         run.best = {'epoch': epoch, 'eer': eer}
         run.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in run.raw_model.state_dict().items()}

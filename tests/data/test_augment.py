@@ -106,12 +106,9 @@ def test_reverberate_aligns_on_direct_path():
 
 def test_choose_kind_near_uniform():
     rng = np.random.default_rng(4)
-    always = [choose_kind(rng, 1.0) for _ in range(60000)]
+    kinds = [choose_kind(rng) for _ in range(60000)]
     for kind in KINDS:
-        assert abs(always.count(kind) / 60000 - 1 / 6) < 0.01
-    sometimes = [choose_kind(rng, 0.6) for _ in range(60000)]
-    assert abs(sometimes.count("none") / 60000 - (0.4 + 0.6 / 6)) < 0.01
-    assert abs(sometimes.count("music") / 60000 - 0.1) < 0.01
+        assert abs(kinds.count(kind) / 60000 - 1 / 6) < 0.01
 
 
 def test_missing_or_empty_folders_name_the_argument(corpus, tmp_path):
@@ -135,14 +132,34 @@ def test_augmenter_deterministic_float32_same_length(corpus):
 
 
 def forced(monkeypatch, kind):
-    monkeypatch.setattr(augment, "choose_kind", lambda rng, p: kind)
+    monkeypatch.setattr(augment, "choose_kind", lambda rng: kind)
+
+
+def fraction_changed(augmenter, wave, draws):
+    return np.mean([not np.array_equal(augmenter(wave, np.random.default_rng(s)), wave) for s in range(draws)])
+
+
+def test_augmenter_leaves_one_minus_p_of_crops_unchanged(corpus, monkeypatch):
+    musan, rirs, wave = corpus
+    forced(monkeypatch, "music")
+    assert abs(fraction_changed(Augmenter(musan, rirs, p=0.6, clip_p=0.0, ease_p=0.0), wave, 2000) - 0.6) < 0.035
+
+
+@pytest.mark.parametrize("clip_p, ease_p", [(0.3, 0.0), (0.0, 0.3)])
+def test_clipping_and_easing_only_on_augmented_crops(corpus, monkeypatch, clip_p, ease_p):
+    """Kind "none" adds nothing: a crop changes only when clipped or eased, which happens to
+    p x 0.3 = 0.18 of the crops (0.30 if the crops left as they are were clipped or eased too)."""
+    musan, rirs, wave = corpus
+    forced(monkeypatch, "none")
+    augmenter = Augmenter(musan, rirs, p=0.6, clip_p=clip_p, ease_p=ease_p)
+    assert abs(fraction_changed(augmenter, wave, 3000) - 0.18) < 0.03
 
 
 @pytest.mark.parametrize("kind, low, high", [("noise", 0, 15), ("music", 5, 25)])
 def test_augmenter_single_noise_file_snr_in_range(corpus, monkeypatch, kind, low, high):
     musan, rirs, wave = corpus
     forced(monkeypatch, kind)
-    augmenter = Augmenter(musan, rirs, clip_p=0.0, ease_p=0.0)
+    augmenter = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)
     snrs = [power_db(wave) - power_db(augmenter(wave, np.random.default_rng(s)) - wave) for s in range(40)]
     assert low - 1e-3 < min(snrs) and max(snrs) < high + 1e-3
     assert max(snrs) - min(snrs) > (high - low) / 2  # drawn, not fixed
@@ -159,7 +176,7 @@ def test_augmenter_speech_mixes_three_to_eight_files(corpus, monkeypatch):
         return original(path, num_samples, rng)
 
     monkeypatch.setattr(augment, "read_random_crop", counting_read)
-    augmenter = Augmenter(musan, rirs, clip_p=0.0, ease_p=0.0)
+    augmenter = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)
     for seed in range(60):
         counts.append(0)
         augmenter(wave, np.random.default_rng(seed))
@@ -169,13 +186,69 @@ def test_augmenter_speech_mixes_three_to_eight_files(corpus, monkeypatch):
 def test_augmenter_delta_rir_keeps_wave(corpus, monkeypatch):
     musan, rirs, wave = corpus
     forced(monkeypatch, "rir")
-    out = Augmenter(musan, rirs, clip_p=0.0, ease_p=0.0)(wave, np.random.default_rng(0))
+    out = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)(wave, np.random.default_rng(0))
     np.testing.assert_allclose(out, wave, atol=1e-6)
 
 
-def test_augmenter_clipping_bounds(corpus):
+def recording_reads(monkeypatch):
+    """Every MUSAN crop the augmenter reads, as (path, crop), in order."""
+    reads = []
+    original = augment.read_random_crop
+
+    def recording_read(path, num_samples, rng):
+        reads.append((path, original(path, num_samples, rng).astype(np.float64)))
+        return reads[-1][1]
+
+    monkeypatch.setattr(augment, "read_random_crop", recording_read)
+    return reads
+
+
+def scaled_to(reference, noise, snr_db):
+    return noise * np.sqrt(np.mean(reference**2) / (np.mean(noise**2) * 10 ** (snr_db / 10)))
+
+
+def test_babble_is_the_mean_of_the_crops_scaled_to_one_snr(corpus, monkeypatch):
     musan, rirs, wave = corpus
-    augmenter = Augmenter(musan, rirs, p=0.0, clip_p=1.0, ease_p=0.0)
+    forced(monkeypatch, "speech")
+    monkeypatch.setitem(augment.SNR_DB, "speech", (13.0, 13.0))
+    reads = recording_reads(monkeypatch)
+    out = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)(wave, np.random.default_rng(5))
+    assert len(reads) >= 3
+    clean = wave.astype(np.float64)
+    babble = np.mean([crop for _, crop in reads], axis=0)
+    np.testing.assert_allclose(out, clean + scaled_to(clean, babble, 13.0), rtol=1e-5, atol=1e-6)
+
+
+def test_babble_snr_within_13_to_20_db(corpus, monkeypatch):
+    """Summing the crops, each at its own 13-20 dB, would put 3-8 x the power in: 5-9 dB lower."""
+    musan, rirs, wave = corpus
+    forced(monkeypatch, "speech")
+    augmenter = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)
+    snrs = [power_db(wave) - power_db(augmenter(wave, np.random.default_rng(s)) - wave) for s in range(40)]
+    assert 13 - 1e-3 < min(snrs) and max(snrs) < 20 + 1e-3
+    assert max(snrs) - min(snrs) > 3.5
+
+
+def test_speech_music_scales_the_music_against_the_babbled_wave(corpus, monkeypatch):
+    musan, rirs, wave = corpus
+    forced(monkeypatch, "speech_music")
+    monkeypatch.setitem(augment.SNR_DB, "speech", (13.0, 13.0))
+    monkeypatch.setitem(augment.SNR_DB, "music", (5.0, 5.0))
+    reads = recording_reads(monkeypatch)
+    out = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)(wave, np.random.default_rng(6))
+    speech = [crop for path, crop in reads if "/speech/" in path]
+    (music,) = [crop for path, crop in reads if "/music/" in path]
+    clean = wave.astype(np.float64)
+    babbled = clean + scaled_to(clean, np.mean(speech, axis=0), 13.0)
+    np.testing.assert_allclose(out, babbled + scaled_to(babbled, music, 5.0), rtol=1e-5, atol=1e-6)
+    # the test can tell: music scaled against the clean wave is 0.2 dB quieter
+    assert not np.allclose(out, babbled + scaled_to(clean, music, 5.0), rtol=1e-5, atol=1e-6)
+
+
+def test_augmenter_clipping_bounds(corpus, monkeypatch):
+    musan, rirs, wave = corpus
+    forced(monkeypatch, "none")
+    augmenter = Augmenter(musan, rirs, p=1.0, clip_p=1.0, ease_p=0.0)
     for seed in range(20):
         out = augmenter(wave, np.random.default_rng(seed))
         ratio = out.max() / wave.max()
@@ -183,10 +256,11 @@ def test_augmenter_clipping_bounds(corpus):
         np.testing.assert_allclose(out, np.clip(wave, ratio * wave.min(), ratio * wave.max()), rtol=1e-6)
 
 
-def test_augmenter_easing_envelope_endpoints(corpus):
+def test_augmenter_easing_envelope_endpoints(corpus, monkeypatch):
     musan, rirs, _ = corpus
     ones = np.ones(LENGTH, np.float32)
-    augmenter = Augmenter(musan, rirs, p=0.0, clip_p=0.0, ease_p=1.0)
+    forced(monkeypatch, "none")
+    augmenter = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=1.0)
     directions = set()
     for seed in range(20):
         envelope = augmenter(ones, np.random.default_rng(seed))
@@ -202,4 +276,4 @@ def test_augmenter_silent_rir_names_path_rir(corpus, monkeypatch, tmp_path):
     write_wav(tmp_path / "silent_rirs/r.wav", np.zeros(100))
     forced(monkeypatch, "rir")
     with pytest.raises(ValueError, match=r"path_rir: .*r\.wav is silent"):
-        Augmenter(musan, str(tmp_path / "silent_rirs"))(wave, np.random.default_rng(0))
+        Augmenter(musan, str(tmp_path / "silent_rirs"), p=1.0)(wave, np.random.default_rng(0))

@@ -47,6 +47,22 @@ def test_fallback_when_theta_plus_margin_passes_pi():
     torch.testing.assert_close(logit, cos - math.sin(math.pi - 0.5) * 0.5)
 
 
+def test_accuracy_on_plain_cosines_not_margin_logits():
+    head = AAMSoftmax(2, 2, margin=0.5, scale=30.0)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    # first: 0.6 rad from class 0, 0.97 from class 1: cos 0.825 > 0.565 (right), but the target's
+    # logit with the margin, 30 cos(1.1) = 13.6, is below class 1's 16.9 (wrong)
+    # second: on class 0 but labelled 1: wrong either way
+    emb = torch.tensor([[math.cos(0.6), math.sin(0.6)], [1.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    assert head.logits(emb, labels)[0].argmax() == 1
+    assert head(emb, labels)[1].item() == 50.0
+    head_without_margin = AAMSoftmax(2, 2, margin=0.0)
+    head_without_margin.load_state_dict(head.state_dict())
+    assert head_without_margin(emb, labels)[1].item() == 50.0
+
+
 def test_class_weights_give_torch_weighted_cross_entropy():
     torch.manual_seed(2)
     weights = torch.tensor([1.0, 4.0, 0.5, 2.0], dtype=torch.float64)

@@ -3,7 +3,8 @@ import copy
 import pytest
 import torch
 
-from models.ecapa import EcapaTdnn, band_mask
+import models.ecapa as ecapa
+from models.ecapa import EcapaTdnn, random_band
 
 
 @pytest.mark.parametrize('in_dim', [768, 1024])
@@ -15,26 +16,39 @@ def test_embedding_shape_follows_in_dim_and_channels(in_dim):
     assert model.conv2[0].out_channels == 192 and model.bn_pool.num_features == 384
 
 
-def test_band_mask_is_one_contiguous_band_within_the_limit():
+def test_random_band_start_then_width_uniform_like_the_original():
     torch.manual_seed(0)
-    mask = band_mask(500, 40, 10, 'cpu')
-    widths = mask.sum(dim=1)
-    assert widths.max() <= 10 and widths.min() == 0 and widths.max() == 10
-    for row, width in zip(mask, widths):
-        if width:
-            start = int(row.nonzero()[0])
-            assert row[start:start + width].all()
+    starts, widths = zip(*(random_band(40, 10) for _ in range(6000)))
+    assert sorted(set(starts)) == list(range(31)) and sorted(set(widths)) == list(range(11))
+    assert abs(widths.count(0) / 6000 - 1 / 11) < 0.015 and abs(starts.count(30) / 6000 - 1 / 31) < 0.01
+    assert {random_band(6, 10) for _ in range(200)} == {(0, width) for width in range(7)}  # limit > length
 
 
-def test_spec_mask_zeroes_one_channel_band_and_one_frame_band():
+def test_spec_mask_zeroes_the_drawn_rectangle_in_every_utterance(monkeypatch):
+    bands = iter([(2, 3), (4, 2)])                  # channels 2..4, frames 4..5
+    monkeypatch.setattr(ecapa, 'random_band', lambda length, max_width: next(bands))
+    model = EcapaTdnn(8, channels=16, mask_freq=4, mask_time=3, mask_p=1.0)
+    x = torch.arange(1.0, 2 * 8 * 7 + 1).reshape(2, 8, 7)
+    expected = x.clone()
+    expected[:, 2:5, 4:6] = 0
+    assert torch.equal(model.spec_mask(x), expected)
+
+
+def test_spec_mask_is_one_rectangle_for_the_batch_within_the_limits():
     torch.manual_seed(1)
     model = EcapaTdnn(64, channels=32, mask_freq=8, mask_time=5, mask_p=1.0)
-    masked = model.spec_mask(torch.ones(200, 64, 30))
-    zero = masked == 0
-    channels = zero.all(dim=2)                      # (B, D) channels zeroed in every frame
-    frames = zero.all(dim=1)                        # (B, T) frames zeroed in every channel
-    assert torch.equal(zero, channels[:, :, None] | frames[:, None, :])
-    assert channels.sum(dim=1).max() == 8 and frames.sum(dim=1).max() == 5
+    heights, widths = set(), set()
+    for _ in range(300):
+        zero = model.spec_mask(torch.ones(3, 64, 30)) == 0
+        assert torch.equal(zero, zero[:1].expand_as(zero))              # the same in every utterance
+        channels, frames = zero[0].any(dim=1), zero[0].any(dim=0)
+        assert torch.equal(zero[0], channels[:, None] & frames[None, :])   # a rectangle, not a union of bands
+        for band in (channels, frames):
+            where = band.nonzero().flatten()
+            assert len(where) == 0 or torch.equal(where, torch.arange(int(where[0]), int(where[-1]) + 1))
+        heights.add(int(channels.sum()))
+        widths.add(int(frames.sum()))
+    assert heights == set(range(9)) and widths == set(range(6))
     never = EcapaTdnn(64, channels=32, mask_p=0.0)
     assert torch.equal(never.spec_mask(torch.ones(4, 64, 30)), torch.ones(4, 64, 30))
 
@@ -42,9 +56,9 @@ def test_spec_mask_zeroes_one_channel_band_and_one_frame_band():
 def test_spec_mask_probability():
     torch.manual_seed(2)
     model = EcapaTdnn(200, channels=32, mask_freq=100, mask_time=10, mask_p=0.6)
-    masked = model.spec_mask(torch.ones(4000, 200, 20))
-    rate = (masked == 0).flatten(1).any(dim=1).float().mean()
-    assert abs(rate.item() - 0.6) < 0.03            # an utterance drawn with both widths 0 stays whole
+    masked = [bool((model.spec_mask(torch.ones(2, 200, 20)) == 0).any()) for _ in range(4000)]
+    # a rectangle with a width of 0 (drawn 1 in 101 and 1 in 11) leaves the batch whole
+    assert abs(sum(masked) / 4000 - 0.6 * 100 / 101 * 10 / 11) < 0.025
 
 
 def test_masking_only_in_training():

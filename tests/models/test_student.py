@@ -147,6 +147,19 @@ def test_adapter_starts_at_zero():
     assert torch.equal(adapter(torch.randn(3, 16)), torch.zeros(3, 16))
 
 
+def test_adapter_biases_and_up_start_at_zero_down_weight_random():
+    torch.manual_seed(4)
+    adapter = Adapter(16, bottleneck=4)
+    assert not adapter.down.bias.any() and not adapter.up.weight.any() and not adapter.up.bias.any()
+    assert 0.1 < adapter.down.weight.std() < 0.2 and adapter.down.weight.abs().max() <= 0.25  # U(+-1/sqrt(16))
+    # hand case: LN([3, 1]) = [1, -1]; down = 2 * 1 + bias 0; up = [2, 2]; x scale 0.5 -> [1, 1]
+    small = Adapter(2, bottleneck=1, scale=0.5)
+    with torch.no_grad():
+        small.down.weight.copy_(torch.tensor([[2.0, 0.0]]))
+        small.up.weight.fill_(1.0)
+    torch.testing.assert_close(small(torch.tensor([[3.0, 1.0]])), torch.tensor([[1.0, 1.0]]), rtol=0, atol=1e-4)
+
+
 def test_wrapper_rows():
     ffn = torch.nn.Linear(4, 4)
     adapter = Adapter(4, 2, scale=1.0, input_residual=True)     # up = 0: adds exactly h

@@ -67,7 +67,8 @@ def my_share(batches):
 
 
 def train(model, teacher, batches, optimizer, args, epoch=1):
-    job = Job(distribute(model, CPU), teacher, my_share(batches), optimizer, torch.amp.GradScaler('cpu', enabled=False),
+    job = Job(distribute(model, CPU, args), teacher, my_share(batches), optimizer,
+              torch.amp.GradScaler('cpu', enabled=False),
               None, args, CPU, LogModuleController([], enabled=False))
     train_epoch(job, epoch, EpochState(), StopSignal(), lambda: None)
 

@@ -1,0 +1,116 @@
+"""The four methods of the paper's table: which model each builds, which parameters a step of
+each trains, and each one's whole run on the small demo corpus."""
+import json
+
+import pytest
+import torch
+
+import main
+from log.controller import LogModuleController
+from models.ssl import load_teacher, normalize_waves
+from tests.conftest import FAST
+from tests.trainer.test_oskdft import ARGS, TINY
+from trainer.loop import EpochState, Job, StopSignal, train_epoch
+from trainer.methods import METHODS
+from trainer.trainer import build_model, build_optimizer, set_lrs
+
+BATCH = 4
+
+
+def one_step(method, epoch=1, **args):
+    """(model before, model after, the step's loss values) of one SGD step of `method`."""
+    args = dict(ARGS, method=method, kd_epochs=2, **args)
+    torch.manual_seed(0)
+    teacher = load_teacher('tiny', TINY)
+    model = build_model(args, teacher, num_classes=5)
+    for adapter in model.student.adapters():
+        torch.nn.init.normal_(adapter.up.weight, std=0.1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    clean = torch.randn(BATCH, 8000)
+    batch = (clean, clean + 0.3 * torch.randn_like(clean), torch.arange(BATCH), ('',) * BATCH)
+    optimizer = build_optimizer(model)
+    set_lrs(optimizer, epoch, args)
+    job = Job(model, teacher if METHODS[method].USES_TEACHER else None, [batch], optimizer,
+              torch.amp.GradScaler('cpu', enabled=False), None, args, torch.device('cpu'),
+              LogModuleController([], enabled=False))
+    state = EpochState()
+    train_epoch(job, epoch, state, StopSignal(), lambda: None)
+    return before, model, state.means()
+
+
+def changed(before, model, part):
+    names = [name for name, _ in getattr(model, part).named_parameters()]
+    return {name for name, p in model.named_parameters()
+            if name.startswith(part + '.') and not torch.equal(p, before[name])}, names
+
+
+@pytest.mark.parametrize('method, layers, adapters', [('oskdft', 2, True), ('ft', 3, False),
+                                                      ('student_ft', 2, False), ('kd_ft', 2, False)])
+def test_each_method_builds_its_student(method, layers, adapters):
+    model = build_model(dict(ARGS, method=method), load_teacher('tiny', TINY), num_classes=5)
+    assert len(model.student.ssl.encoder.layers) == layers          # ft: every teacher layer
+    assert bool(model.student.adapters()) == adapters
+
+
+@pytest.mark.parametrize('method', ['oskdft', 'ft', 'student_ft'])
+def test_a_step_trains_the_student_the_back_end_and_the_head(method):
+    before, model, losses = one_step(method)
+    for part in ('student', 'backend', 'head'):
+        moved, _ = changed(before, model, part)
+        assert moved, f'{method}: no {part} parameter changed'
+    assert (losses['kd'] > 0) == (method == 'oskdft') and losses['sv'] > 0
+
+
+def test_kd_ft_trains_only_the_student_by_kd_first_then_everything_by_sv():
+    before, model, losses = one_step('kd_ft', epoch=2)             # kd_epochs=2: epoch 2 is KD only
+    assert changed(before, model, 'student')[0]
+    assert not changed(before, model, 'backend')[0] and not changed(before, model, 'head')[0]
+    assert losses['kd'] > 0 and losses['sv'] == 0
+    before, model, losses = one_step('kd_ft', epoch=3)             # the first fine-tuning epoch
+    assert all(changed(before, model, part)[0] for part in ('student', 'backend', 'head'))
+    assert losses['kd'] == 0 and losses['sv'] > 0
+
+
+def test_kd_ft_stages_schedule_and_scoring():
+    kd_ft, args = METHODS['kd_ft'], dict(ARGS, kd_epochs=3, epoch=4)
+    assert kd_ft.epochs(args) == 7
+    assert [kd_ft.stage_epoch(e, args) for e in range(1, 8)] == [1, 2, 3, 1, 2, 3, 4]
+    assert [kd_ft.scored(e, args) for e in range(1, 8)] == [False] * 3 + [True] * 4
+    assert [e for e in range(1, 8) if kd_ft.new_stage(e, args)] == [4]
+
+
+@pytest.mark.parametrize('method', ['ft', 'student_ft', 'kd_ft'])
+def test_every_method_runs_on_the_demo_corpus_and_writes_the_same_run_folder(method, corpus, tmp_path):
+    main.main([f'{key}={value}' for key, value in corpus.items()] + FAST +
+              ['epoch=1', 'kd_epochs=1', f'method={method}', f'path_log={tmp_path}', f'name={method}'])
+    (folder,) = (tmp_path / 'OS-KDFT').iterdir()
+    results = json.loads((folder / 'results.json').read_text())
+    assert results['method'] == method and set(results) >= {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params'}
+    assert results['best_epoch'] == (2 if method == 'kd_ft' else 1)
+    assert (folder / 'last.pt').is_file() and (folder / 'best.pt').is_file()
+    saved = torch.load(folder / 'best.pt', weights_only=True)
+    assert saved['args']['method'] == method
+    eer_steps = [json.loads(line)['step'] for line in (folder / 'metrics.jsonl').read_text().splitlines()
+                 if json.loads(line)['name'] == 'eval/Vox1-O/eer']
+    assert eer_steps[:2] == ([0, 2] if method == 'kd_ft' else [0, 1])  # the KD stage is not scored
+
+
+def test_normalize_wave_feeds_teacher_and_student_normalised_waves():
+    """normalize_wave=true gives the step of waves normalised beforehand (teacher and student alike).
+    (A per-frame front end: a group-norm one is nearly blind to the input's scale anyway.)"""
+    torch.manual_seed(0)
+    teacher = load_teacher('tiny', dict(TINY, feat_extract_norm='layer', do_stable_layer_norm=True))
+    clean = 3.0 * torch.randn(BATCH, 8000) + 0.5
+    augmented = clean + torch.randn_like(clean)
+    losses = []
+    prenormalised = (normalize_waves(clean), normalize_waves(augmented))
+    for normalize, (a, b) in ((True, (clean, augmented)), (False, prenormalised)):
+        torch.manual_seed(1)
+        model = build_model(dict(ARGS, normalize_wave=normalize), teacher, num_classes=5).eval()
+        losses.append(METHODS['oskdft'].step(model, teacher, a, b, torch.arange(BATCH), 1,
+                                             dict(ARGS, normalize_wave=normalize))[1])
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.manual_seed(1)
+    plain = build_model(ARGS, teacher, num_classes=5).eval()
+    unnormalised = METHODS['oskdft'].step(plain, teacher, clean, augmented, torch.arange(BATCH), 1, ARGS)[1]
+    assert (unnormalised - losses[0]).abs().max() > 1e-2

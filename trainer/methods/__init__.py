@@ -1,0 +1,17 @@
+"""The methods of the paper's table, chosen by `method` in arguments.py. Each module has one
+surface that the training loop uses:
+
+    ADAPTERS                        whether the student carries the parallel adapters
+    USES_TEACHER                    whether the frozen teacher runs (KD)
+    student_layers(args, teacher)   how many of the teacher's layers the student keeps
+    epochs(args)                    the epochs of the whole run
+    stage_epoch(epoch, args)        the epoch the LR schedule sees (a second stage starts again at 1)
+    new_stage(epoch, args)          whether the epoch starts a stage with a fresh optimizer state
+    scored(epoch, args)             whether Vox1-O is scored after the epoch (and may pick the best)
+    step(model, teacher, clean, augmented, labels, epoch, args) -> (loss, LOSS_NAMES values (4,))
+"""
+from trainer.methods import ft, kd_ft, oskdft, student_ft
+from trainer.methods.common import LOSS_NAMES
+
+METHODS = {'oskdft': oskdft, 'ft': ft, 'student_ft': student_ft, 'kd_ft': kd_ft}
+__all__ = ['LOSS_NAMES', 'METHODS']

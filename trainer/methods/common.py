@@ -1,0 +1,10 @@
+"""What the methods share: the values a step reports, and the SV path on its own."""
+import torch
+
+LOSS_NAMES = ('kd', 'sv', 'total', 'accuracy')
+
+
+def sv_only(model, augmented, labels):
+    """The SV path alone (adapters on where the student has them): (loss, LOSS_NAMES values (4,))."""
+    _, sv_loss, accuracy = model(augmented, labels, paths='sv')
+    return sv_loss, torch.stack([torch.zeros_like(sv_loss), sv_loss, sv_loss, accuracy.to(sv_loss.dtype)]).detach()

@@ -1,0 +1,48 @@
+"""OS-KDFT: KD and SV fine-tuning in one step. The frozen teacher sees the clean crop; the student
+runs twice over one CNN front end on the augmented crop, the KD path (no adapters) matching the
+teacher's last hidden state, the SV path (adapters, ECAPA-TDNN, AAM-softmax); one backward of
+KD x weight + SV."""
+import torch
+import torch.nn.functional as F
+
+from models.ssl import frozen_forward
+from trainer.schedule import kd_weight
+
+ADAPTERS = True
+USES_TEACHER = True
+
+
+def student_layers(args, teacher):
+    return args['num_hidden_layers']
+
+
+def epochs(args):
+    return args['epoch']
+
+
+def stage_epoch(epoch, args):
+    return epoch
+
+
+def new_stage(epoch, args):
+    return False
+
+
+def scored(epoch, args):
+    return True
+
+
+def step(model, teacher, clean, augmented, labels, epoch, args):
+    """Returns (KD loss x the epoch's weight + SV loss, the detached values of LOSS_NAMES (4,))."""
+    weight = kd_weight(epoch, args['epoch'], args['kd_weight'])
+    return step_losses(model, teacher, clean, augmented, labels, weight, args['normalize_wave'])
+
+
+def step_losses(model, teacher, clean, augmented, labels, weight, normalize=False):
+    """The step's losses at KD weight `weight`; normalize: the teacher's input normalised as the
+    student's is (SpeakerNet.normalize_wave)."""
+    target = frozen_forward(teacher, clean, normalize)               # (B, T, D)
+    kd_hidden, sv_loss, accuracy = model(augmented, labels)          # (B, T, D), (), ()
+    kd_loss = F.mse_loss(kd_hidden, target) * weight                 # autocast computes it in float32
+    total = kd_loss + sv_loss
+    return total, torch.stack([kd_loss, sv_loss, total, accuracy.to(total.dtype)]).detach()
