@@ -36,7 +36,9 @@ def test_backend_lr_equals_torch_warm_restarts(T_0, T_mult):
 
 
 def test_paper_schedule_at_chosen_epochs():
-    cosine = lambda e: 1e-6 + (1e-4 - 1e-6) * (1 + math.cos(math.pi * (e - 1) / 100)) / 2
+    def cosine(e):
+        return 1e-6 + (1e-4 - 1e-6) * (1 + math.cos(math.pi * (e - 1) / 100)) / 2
+
     lrs = {e: group_lrs(e, ARGS) for e in (1, 5, 9, 10, 11, 30, 100)}
     assert lrs[1]['backend'] == pytest.approx(1e-4)
     assert lrs[1]['student'] == pytest.approx(1e-5)
@@ -50,3 +52,30 @@ def test_paper_schedule_at_chosen_epochs():
         assert lrs[e]['backend'] == pytest.approx(cosine(e))
         assert lrs[e]['adapter'] == pytest.approx(10 * cosine(e))
     assert lrs[100]['backend'] == pytest.approx(cosine(100))
+
+
+def test_demo_schedule_where_the_restart_comes_before_the_student_warm_up_ends():
+    """The demo's case, T_0 = 8 < 10 warm-up epochs, over its 8 epochs and 4 more (the first
+    restart at epoch 9, the first decayed student LR at 10), each value worked out by hand from
+    SPEC.md section 1: back-end 1e-6 + (1e-3 - 1e-6) (1 + cos(pi ((e - 1) mod 8) / 8)) / 2;
+    student back-end x e / 10 for e < 10, then the previous epoch's x 0.93; adapter 10 x back-end."""
+    args = dict(EXPERIMENT_ARGS, lr=1e-3, lr_min=1e-6, T_0=8, T_mult=1, student_warmup_epochs=10,
+                student_lr_decay=0.93, adapter_lr_ratio=10.0, epoch=8)
+    expected = {                            # epoch: (back-end, student)
+        1: (1.0000000000e-03, 1.0000000000e-04),
+        2: (9.6197782649e-04, 1.9239556530e-04),
+        3: (8.5369983720e-04, 2.5610995116e-04),
+        4: (6.9165037447e-04, 2.7666014979e-04),
+        5: (5.0050000000e-04, 2.5025000000e-04),
+        6: (3.0934962553e-04, 1.8560977532e-04),
+        7: (1.4730016280e-04, 1.0311011396e-04),
+        8: (3.9022173511e-05, 3.1217738808e-05),
+        9: (1.0000000000e-03, 9.0000000000e-04),     # the back-end restarts; the student is still warming up
+        10: (9.6197782649e-04, 8.3700000000e-04),    # 9e-4 x 0.93: from here on the student decays
+        11: (8.5369983720e-04, 7.7841000000e-04),
+        12: (6.9165037447e-04, 7.2392130000e-04),
+    }
+    for epoch, (backend, student) in expected.items():
+        lrs = group_lrs(epoch, args)
+        assert lrs == pytest.approx({'backend': backend, 'student': student, 'adapter': 10 * backend},
+                                    rel=1e-9), epoch
