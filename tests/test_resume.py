@@ -190,3 +190,32 @@ def test_a_two_process_run_stopped_by_sigterm_resumes_on_one_process(corpus, tmp
     results = json.loads((folder / 'results.json').read_text())
     assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params', 'method'}
     assert [step for name, step, _ in metric_values(folder) if name == 'loss/sv'] == [1, 2, 3]
+
+
+KD_FT = ('method=kd_ft', 'kd_epochs=1', 'epoch=2')
+
+
+@pytest.fixture(scope='module')
+def kd_ft_reference(corpus, tmp_path_factory):
+    path_log = tmp_path_factory.mktemp('kd_ft')
+    run_main(*command(corpus, path_log, *KD_FT))
+    return run_folder(path_log)
+
+
+@pytest.mark.parametrize('minutes, when, steps', [
+    ('1000', 'epoch 1 done, 0 steps of the next', [0]),             # at the end of the KD stage
+    ('0', MID_EPOCH_2, range(2, 6)),                                 # within the first fine-tuning epoch
+])
+def test_kd_ft_resumed_across_its_stages_reaches_the_uninterrupted_weights(corpus, kd_ft_reference, tmp_path,
+                                                                           minutes, when, steps):
+    """The optimizer state is reset where the fine-tuning stage starts, and only there: not again
+    when a run resumes within that stage's first epoch."""
+    killed = interrupt(command(corpus, tmp_path, *KD_FT, f'checkpoint_minutes={minutes}'), tmp_path,
+                       signal.SIGKILL, when)
+    assert killed.returncode == -signal.SIGKILL
+    folder = run_folder(tmp_path)
+    saved = load(folder / 'last.pt')
+    assert saved['epoch'] == 1 and saved['step'] in steps and saved['args']['method'] == 'kd_ft'
+    run_main(sys.executable, 'main.py', f'resume={folder / "last.pt"}')
+    assert_same_run(folder, kd_ft_reference)
+    assert 'epoch 2: the next stage of kd_ft starts, optimizer state reset' in (kd_ft_reference / 'log.txt').read_text()

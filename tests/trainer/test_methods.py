@@ -114,3 +114,15 @@ def test_normalize_wave_feeds_teacher_and_student_normalised_waves():
     plain = build_model(ARGS, teacher, num_classes=5).eval()
     unnormalised = METHODS['oskdft'].step(plain, teacher, clean, augmented, torch.arange(BATCH), 1, ARGS)[1]
     assert (unnormalised - losses[0]).abs().max() > 1e-2
+
+
+def test_the_smoke_preset_runs_on_a_subset_of_the_users_files_and_scores_vox1_o(corpus, tmp_path):
+    main.main([f'{key}={value}' for key, value in corpus.items()] + FAST +
+              ['preset=smoke', 'max_train_files=12', f'path_log={tmp_path}'])
+    (folder,) = (tmp_path / 'OS-KDFT').iterdir()
+    assert folder.name.startswith('smoke-')
+    results = json.loads((folder / 'results.json').read_text())
+    assert set(results) == {'Vox1-O', 'best_epoch', 'params', 'method'} and results['best_epoch'] == 1
+    log = (folder / 'log.txt').read_text()
+    assert 'max_train_files=12: training on a random subset, 12 files of' in log
+    assert 'Vox1-E: left out (trials_vox1_e=off)' in log and 'Vox1-H: left out (trials_vox1_h=off)' in log
