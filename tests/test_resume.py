@@ -219,3 +219,15 @@ def test_kd_ft_resumed_across_its_stages_reaches_the_uninterrupted_weights(corpu
     run_main(sys.executable, 'main.py', f'resume={folder / "last.pt"}')
     assert_same_run(folder, kd_ft_reference)
     assert 'epoch 2: the next stage of kd_ft starts, optimizer state reset' in (kd_ft_reference / 'log.txt').read_text()
+
+
+@pytest.mark.parametrize('method', ['kd_ft', 'ft'])
+def test_the_baselines_train_as_one_job_of_two_processes(corpus, tmp_path, method):
+    """kd_ft's KD stage leaves the back-end without gradients (DDP has to be told); ft trains
+    every teacher layer."""
+    torchrun = (sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2')
+    run_main(*command(corpus, tmp_path, f'method={method}', 'kd_epochs=1', 'epoch=1', launcher=torchrun))
+    folder = run_folder(tmp_path)
+    results = json.loads((folder / 'results.json').read_text())
+    assert results['method'] == method and results['best_epoch'] == (2 if method == 'kd_ft' else 1)
+    assert 'device cpu x 2 process(es)' in (folder / 'log.txt').read_text()

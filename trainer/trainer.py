@@ -132,16 +132,20 @@ def amp_dtype(args, device):
 
 
 def distribute(model, device, args):
-    """DDP over the job's processes (the model itself in one process). LayerDrop skips layers at
-    random, on each rank its own: their parameters get no gradient in that step, which DDP then
-    has to look for (find_unused_parameters) and counts as zero in the average; so do the back-end's
-    in a KD-only epoch."""
+    """DDP over the job's processes (the model itself in one process)."""
     if distributed.world_size() == 1:
         return model
-    layerdrop = getattr(model.student.ssl.config, 'layerdrop', 0.0)
-    kd_only_epochs = model.student.adapters() == [] and METHODS[args['method']].USES_TEACHER   # kd_ft's first stage
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
-                                   find_unused_parameters=layerdrop > 0 or kd_only_epochs)
+                                   find_unused_parameters=some_steps_leave_parameters_out(model, args))
+
+
+def some_steps_leave_parameters_out(model, args):
+    """Whether a step can leave parameters without a gradient, which DDP then has to look for
+    (find_unused_parameters) and counts as zero in the average: LayerDrop skips layers at random,
+    on each rank its own; a KD-only epoch (kd_ft's first stage) leaves out the back-end."""
+    layerdrop = getattr(model.student.ssl.config, 'layerdrop', 0.0)
+    method = METHODS[args['method']]
+    return layerdrop > 0 or any(not method.scored(epoch, args) for epoch in range(1, method.epochs(args) + 1))
 
 
 def log_training(logger, epoch, lrs, losses):

@@ -126,3 +126,14 @@ def test_the_smoke_preset_runs_on_a_subset_of_the_users_files_and_scores_vox1_o(
     log = (folder / 'log.txt').read_text()
     assert 'max_train_files=12: training on a random subset, 12 files of' in log
     assert 'Vox1-E: left out (trials_vox1_e=off)' in log and 'Vox1-H: left out (trials_vox1_h=off)' in log
+
+
+@pytest.mark.parametrize('method, layerdrop, expected', [('oskdft', 0.0, False), ('ft', 0.0, False),
+                                                         ('kd_ft', 0.0, True), ('oskdft', 0.1, True)])
+def test_ddp_looks_for_parameters_without_gradients_only_where_a_step_leaves_some_out(method, layerdrop, expected):
+    from trainer.trainer import some_steps_leave_parameters_out
+    teacher = load_teacher('tiny', dict(TINY, layerdrop=layerdrop))
+    args = dict(ARGS, method=method, kd_epochs=2)
+    assert some_steps_leave_parameters_out(build_model(args, teacher, num_classes=5), args) is expected
+    if method == 'kd_ft':                                           # kd_epochs=0: no KD-only epoch
+        assert not some_steps_leave_parameters_out(build_model(args, teacher, 5), dict(args, kd_epochs=0))
