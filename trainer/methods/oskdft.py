@@ -6,30 +6,16 @@ import torch
 import torch.nn.functional as F
 
 from models.ssl import frozen_forward
+from trainer.methods.common import epochs, new_stage, scored, stage_epoch
 from trainer.schedule import kd_weight
 
+__all__ = ['ADAPTERS', 'USES_TEACHER', 'student_layers', 'epochs', 'stage_epoch', 'new_stage', 'scored', 'step']
 ADAPTERS = True
 USES_TEACHER = True
 
 
 def student_layers(args, teacher):
     return args['num_hidden_layers']
-
-
-def epochs(args):
-    return args['epoch']
-
-
-def stage_epoch(epoch, args):
-    return epoch
-
-
-def new_stage(epoch, args):
-    return False
-
-
-def scored(epoch, args):
-    return True
 
 
 def step(model, teacher, clean, augmented, labels, epoch, args):
