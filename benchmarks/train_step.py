@@ -173,12 +173,15 @@ def seeded_gradients(teacher, model, batch, loss):
 
 def check_gradients(args, teacher, model, device):
     """Both formulations' gradients in float64 on a small batch; returns the largest difference
-    relative to the tensor's largest gradient. Dropout, LayerDrop and masking stay on: both
-    formulations draw them in the same order, so equal seeds give equal draws.
+    relative to the tensor's largest gradient. On CPU, dropout, LayerDrop and masking stay on: both
+    formulations draw them in the same order, so equal seeds give equal draws. CUDA's generator
+    places a draw by the shape of the tensor drawn (the original draws over a batch twice as long),
+    so there the check runs in eval mode, with no random draw: it checks the arithmetic, the CPU
+    check the draws too.
     It runs on the benchmark's device at the benchmark's shape (ours' copy: SDPA, whose float64
     path is the math kernel): on CUDA it checks the model that is timed, e.g. the pre-LN xlsr-53
     layout, on the GPU, where float64 costs seconds (at batch 2 on 2 CPU cores, about a minute)."""
-    teacher, model = copy.deepcopy(teacher).double(), copy.deepcopy(model).double().train()
+    teacher, model = copy.deepcopy(teacher).double(), copy.deepcopy(model).double().train(device.type == 'cpu')
     batch = [t.double() if t.is_floating_point() else t for t in batch_of(args, args.check_batch, 2, device)]
     shared = seeded_gradients(teacher, model, batch, ours_loss)
     original = seeded_gradients(teacher, model, batch, original_loss)
@@ -272,7 +275,7 @@ def main(argv=None):
           f'channels; student {args.student_layers} layers; ECAPA C={args.ecapa_channels}; batch {args.batch} x '
           f'{args.seconds:g} s; {where}')
     difference = check_gradients(args, ours.teacher, ours.model, device)
-    on = f', on {device.type}' if cuda else ''
+    on = f', on {device.type}, eval mode' if cuda else ''
     print(f'gradient check (float64, batch {args.check_batch}{on}): largest relative difference {difference:.2e}')
     if difference > 1e-9:
         raise SystemExit('the two formulations give different gradients')
