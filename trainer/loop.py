@@ -149,7 +149,7 @@ def train_epoch(job, epoch, state, stop, save_last):
         if stopping:
             return False
     state.sums = sums.cpu()
-    telemetry.end_epoch()
+    telemetry.flush()
     return True
 
 

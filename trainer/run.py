@@ -25,6 +25,7 @@ class Run:
     def checkpoint(self):
         """Every rank calls it (the random states of all ranks are gathered); rank 0's dict is the
         checkpoint, the others get None."""
+        self.job.telemetry.flush()
         rng = gather_rng_states()
         if rng is None:
             return None

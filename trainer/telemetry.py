@@ -142,8 +142,9 @@ class Telemetry:
                                              self.memory_warning(report.memory)) if text]
         return report
 
-    def end_epoch(self):
-        """Adds the steps after the epoch's last interval to the run's totals (every rank calls it)."""
+    def flush(self):
+        """Adds the steps since the last interval to the run's totals (every rank calls it): at an
+        epoch's end, and before a checkpoint, so that a resumed run's totals miss no step."""
         if self.enabled and self.steps:
             self._close_interval()
 
