@@ -104,6 +104,7 @@ DEMO = {
     'T_0': 8,
     'lr': 1e-3,                         # a short run from a random teacher learns faster at a higher LR
     'batch_size': 32,
+    'log_interval': 10,                 # three reports in each of the demo's 33-step epochs
     'name': 'demo',
     'tags': 'oskdft,demo',
 }
@@ -111,7 +112,7 @@ DEMO = {
 # The demo's sizes on the user's own data: one short epoch over max_train_files files, Vox1-O
 # scored, a tiny random teacher; proves the paths and the whole pipeline in minutes.
 SMOKE = {**{key: DEMO[key] for key in ('model_name_or_path', 'num_hidden_layers', 'ecapa_channels',
-                                       'spec_mask_freq', 'lr', 'batch_size')},
+                                       'spec_mask_freq', 'lr', 'batch_size', 'log_interval')},
          'epoch': 1, 'kd_epochs': 1, 'T_0': 1, 'max_train_files': 2000, 'trials_vox1_e': 'off', 'trials_vox1_h': 'off',
          'name': 'smoke', 'tags': 'oskdft,smoke'}
 

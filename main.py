@@ -164,7 +164,7 @@ def run(args, state):
         else:
             results = train(args, logger, device, state)
         if results is not None:
-            logger.log_text(f'results: { {k: v for k, v in results.items() if k != "params"} }')
+            logger.log_text(f'results: { {k: v for k, v in results.items() if k not in ("params", "performance")} }')
     except Exception as error:
         logger.log_text(f'stopped: {user_message(error)}')
         raise

@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from utils import distributed
 def run_dir(corpus, tmp_path_factory):
     path_log = tmp_path_factory.mktemp('exp')
     paths = [f'{key}={value}' for key, value in corpus.items()]
-    main.main(paths + FAST + ['epoch=2', f'path_log={path_log}', 'name=e2e'])
+    main.main(paths + FAST + ['epoch=2', 'log_interval=2', f'path_log={path_log}', 'name=e2e'])  # 6 steps an epoch
     (folder,) = (path_log / 'OS-KDFT').iterdir()
     return folder
 
@@ -28,7 +29,7 @@ def read_metrics(folder):
 
 def test_run_writes_results_for_every_trial_list(run_dir):
     results = json.loads((run_dir / 'results.json').read_text())
-    assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params', 'method'}
+    assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params', 'method', 'performance'}
     assert results['method'] == 'oskdft'
     assert results['Vox1-O']['trials'] == 16 and results['Vox1-E']['trials'] == 32
     for name in ('Vox1-O', 'Vox1-E', 'Vox1-H'):
@@ -49,6 +50,61 @@ def test_metrics_hold_the_epoch_zero_and_per_epoch_evaluation(run_dir):
     assert lrs[1] == pytest.approx(1e-3)                           # 10 x the ECAPA LR of epoch 1
     for m in metrics:
         assert set(m) == {'name', 'value', 'step', 'time'}
+
+
+def test_every_interval_logs_throughput_time_split_memory_eta_and_kd_health(run_dir):
+    """Two epochs of 6 steps, an interval every 2: the metrics at the run's steps 2, 4, ..., 12."""
+    metrics = read_metrics(run_dir)
+    series = {}
+    for m in metrics:
+        if m['name'].startswith(('perf/', 'health/')):
+            series.setdefault(m['name'], []).append((m['step'], m['value']))
+    values = {name: [value for _, value in points] for name, points in series.items()}
+    assert [step for step, _ in series['perf/utterances_per_second']] == [2, 4, 6, 8, 10, 12]
+    for per_second, per_step, data, compute, wait in zip(
+            *(values[f'perf/{name}'] for name in ('utterances_per_second', 'seconds_per_step', 'data_seconds_per_step',
+                                                  'compute_seconds_per_step', 'data_wait_fraction'))):
+        assert per_second > 0 and per_second * per_step == pytest.approx(4.0)     # batch_size=4 a step
+        assert 0.0 <= wait <= 1.0 and data == pytest.approx(wait * per_step)
+        assert data + compute == pytest.approx(per_step)
+    assert all(0.1 < gib < 64 for gib in values['perf/cpu_resident_gib/rank0'])
+    # the ETA from the epoch's mean step time (on a shared machine a step may take 0.2 s or 6 s): the
+    # steps left of this epoch, then the next epoch's 6, then the evaluations left, fixed within an epoch
+    epoch_eta, run_eta, per_step = (values[f'perf/{name}'] for name in ('eta_epoch_seconds', 'eta_run_seconds',
+                                                                        'seconds_per_step'))
+    for epoch in (1, 2):
+        evaluations = []
+        for k in range(3):
+            i = 3 * (epoch - 1) + k
+            mean = sum(per_step[3 * (epoch - 1):i + 1]) / (k + 1)         # intervals of 2 steps each
+            assert epoch_eta[i] == pytest.approx((4 - 2 * k) * mean)
+            evaluations.append(run_eta[i] - epoch_eta[i] - (2 - epoch) * 6 * mean)
+        assert evaluations[0] > 0 and evaluations == pytest.approx([evaluations[0]] * 3)
+        assert epoch_eta[3 * epoch - 3] > epoch_eta[3 * epoch - 1] == 0.0
+    assert run_eta[3] > run_eta[4] > run_eta[5] > 0                         # the last epoch: only its steps vary
+    # the last epoch's KD weight is 0: the weighted loss is 0, the plain MSE still says how close the paths are
+    assert values['health/kd_loss'][3:] == [0.0] * 3 and min(values['health/kd_mse']) > 0
+    assert all(values['health/kd_loss'][i] > 0 for i in range(3)) and len(values['health/accuracy']) == 6
+    log = (run_dir / 'log.txt').read_text()
+    assert 'epoch 2 step 6/6: kd 0.0000 (mse ' in log and 'ETA epoch 0:00:00, run ' in log
+
+
+def test_results_carry_the_runs_performance_and_hardware(run_dir):
+    performance = json.loads((run_dir / 'results.json').read_text())['performance']
+    metrics = read_metrics(run_dir)
+    assert performance['training_steps'] == 12 and performance['processes'] == 1
+    assert performance['utterances_per_second'] * performance['seconds_per_step'] == pytest.approx(4.0)
+    assert 0.0 <= performance['data_wait_fraction'] <= 1.0
+    resident = [m['value'] for m in metrics if m['name'] == 'perf/cpu_resident_gib/rank0']
+    assert performance['peak_cpu_resident_gib'] >= max(resident)
+    per_step = [m['value'] for m in metrics if m['name'] == 'perf/seconds_per_step']
+    assert performance['training_seconds'] == pytest.approx(2 * sum(per_step))     # 6 intervals of 2 steps
+    start = time.mktime(time.strptime(json.loads((run_dir / 'run.json').read_text())['start'], '%Y-%m-%d %H:%M:%S'))
+    end = (run_dir / 'results.json').stat().st_mtime
+    assert 0 < performance['evaluation_seconds'] < end - start + 1.0 - performance['training_seconds']
+    hardware = performance['hardware']
+    assert hardware['torch'] == torch.__version__ and hardware['gpus'] == [] and hardware['cpu_cores'] >= 1
+    assert 'performance: ' in (run_dir / 'log.txt').read_text()
 
 
 def test_run_folder_holds_checkpoints_scores_plots_and_parameters(run_dir):

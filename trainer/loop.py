@@ -1,6 +1,7 @@
 """The mechanics of a training epoch: mixed precision, one optimizer step per batch, non-finite
-steps skipped, losses read from the device once per interval, checkpoints within the epoch, and a
-clean stop on SIGTERM / SIGINT (a cluster's pre-emption).
+steps skipped, losses (and the run's telemetry: throughput, memory, time to finish) read from the
+device once per interval, checkpoints within the epoch, and a clean stop on SIGTERM / SIGINT (a
+cluster's pre-emption).
 
 Every decision that changes what the processes do next (skip this step, save, stop) is taken
 from flags combined over all ranks, so every rank takes it at the same step.
@@ -14,8 +15,9 @@ import torch
 from data.datasets import TrainSet
 from trainer.methods import METHODS
 from trainer.methods.common import LOSS_NAMES
+from trainer.telemetry import Telemetry
 from utils import distributed
-from utils.progress import progress_bar
+from utils.progress import format_duration, progress_bar
 
 
 class TrainingDiverged(Exception):
@@ -57,6 +59,7 @@ class Job:
     logger: object
     last_save: float = field(default_factory=time.monotonic)
     bad_files: list = field(default_factory=list)  # training files found unreadable in this run, each once
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry(enabled=False))
 
 
 class StopSignal:
@@ -91,9 +94,14 @@ def train_epoch(job, epoch, state, stop, save_last):
     job.model.train()
     method = METHODS[args['method']]
     sums = state.sums.to(device)
+    reported = sums.clone()                         # the sums at the last interval's report
     steps = state.step + len(job.loader)
-    bar = progress_bar(job.loader, f'epoch {epoch}', distributed.is_main(), total=steps, initial=state.step)
+    telemetry = job.telemetry
+    telemetry.start_epoch()
+    bar = progress_bar(telemetry.timed(job.loader), f'epoch {epoch}', distributed.is_main(), total=steps,
+                       initial=state.step, own_eta=not telemetry.enabled)
     for clean, augmented, labels, bad in bar:
+        telemetry.count(len(labels))
         clean, augmented = clean.to(device, non_blocking=True), augmented.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         buffers = [buffer.clone() for buffer in job.model.buffers()]   # BatchNorm statistics, put back on a skip
@@ -127,7 +135,7 @@ def train_epoch(job, epoch, state, stop, save_last):
             state.bad_in_row = 0
         job.scaler.update()
         if state.step % args['log_interval'] == 0:
-            report_interval(job, epoch, state.step, steps, sums, bar)
+            report_interval(job, epoch, state.step, steps, sums, reported, bar)
         if bad_data:
             note_bad_files(job, epoch, state.step, bad, save_last, sums, state)
         diverged = state.bad_in_row > args['max_bad_steps']
@@ -141,6 +149,7 @@ def train_epoch(job, epoch, state, stop, save_last):
         if stopping:
             return False
     state.sums = sums.cpu()
+    telemetry.flush()
     return True
 
 
@@ -165,9 +174,48 @@ def note_bad_files(job, epoch, step, bad, save_last, sums, state):
                          f'remove them (or raise max_bad_files), then resume=PATH of last.pt')
 
 
-def report_interval(job, epoch, step, steps, sums, bar):
-    """The running means of this epoch, read from the device (once per log_interval steps)."""
-    means = loss_means(sums)
-    bar.set_postfix(kd=f'{means["kd"]:.3f}', sv=f'{means["sv"]:.3f}', acc=f'{means["accuracy"]:.1f}')
-    job.logger.log_text(f'epoch {epoch} step {step}/{steps}: loss/kd {means["kd"]:.4f} loss/sv {means["sv"]:.4f} '
-                        f'accuracy {means["accuracy"]:.1f} % (running means)')
+def report_interval(job, epoch, step, steps, sums, reported, bar):
+    """Once per log_interval steps: the epoch's running means in the bar and, read from the device
+    at the same time, the interval's means (reported: the sums at the last report, brought up to
+    date). Without telemetry the log gets the running means; with it, the interval's losses of the
+    paths the method runs and its throughput, memory and time to finish, as metrics at the run's
+    step number, and the same in one line of log.txt."""
+    running, interval = (loss_means(row) for row in torch.stack([sums, sums - reported]).cpu())
+    reported.copy_(sums)
+    postfix = dict(kd=f'{running["kd"]:.3f}', sv=f'{running["sv"]:.3f}', acc=f'{running["accuracy"]:.1f}')
+    report = job.telemetry.interval(epoch, step, steps)
+    if report is None:
+        bar.set_postfix(postfix)
+        job.logger.log_text(f'epoch {epoch} step {step}/{steps}: loss/kd {running["kd"]:.4f} loss/sv '
+                            f'{running["sv"]:.4f} accuracy {running["accuracy"]:.1f} % (running means)')
+        return
+    bar.set_postfix(postfix, eta=format_duration(report.eta_epoch), run=format_duration(report.eta_run))
+    health = health_metrics(interval, METHODS[job.args['method']].paths(epoch, job.args))
+    global_step = (epoch - 1) * steps + step
+    for name, value in {**health, **report.metrics()}.items():
+        job.logger.log_metric(name, value, global_step)
+    job.logger.log_text(f'epoch {epoch} step {step}/{steps}: {health_text(health)} (last {report.steps} steps) | '
+                        f'{report.text()}')
+    for warning in report.warnings:
+        job.logger.log_text(warning)
+
+
+def health_metrics(means, paths):
+    """The interval's means of the paths a step ran: the KD loss as trained (x the epoch's weight)
+    beside the plain MSE, whose trend stays visible as the weight falls to 0; the SV loss beside
+    the accuracy of the plain cosines."""
+    metrics = {}
+    if 'kd' in paths:
+        metrics.update({'health/kd_loss': means['kd'], 'health/kd_mse': means['kd_mse']})
+    if 'sv' in paths:
+        metrics.update({'health/sv_loss': means['sv'], 'health/accuracy': means['accuracy']})
+    return metrics
+
+
+def health_text(health):
+    parts = []
+    if 'health/kd_loss' in health:
+        parts.append(f'kd {health["health/kd_loss"]:.4f} (mse {health["health/kd_mse"]:.4f})')
+    if 'health/sv_loss' in health:
+        parts.append(f'sv {health["health/sv_loss"]:.4f} accuracy {health["health/accuracy"]:.1f} %')
+    return ' '.join(parts)

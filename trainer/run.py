@@ -25,6 +25,7 @@ class Run:
     def checkpoint(self):
         """Every rank calls it (the random states of all ranks are gathered); rank 0's dict is the
         checkpoint, the others get None."""
+        self.job.telemetry.flush()
         rng = gather_rng_states()
         if rng is None:
             return None
@@ -32,7 +33,8 @@ class Run:
                 'model': self.raw_model.state_dict(), 'optimizer': self.job.optimizer.state_dict(),
                 'scaler': self.job.scaler.state_dict(), 'best': dict(self.best),
                 'metrics': list(self.job.logger.records), 'rng': rng, 'world_size': distributed.world_size(),
-                'num_classes': self.num_classes, 'args': dict(self.job.args), 'bad_files': list(self.job.bad_files)}
+                'num_classes': self.num_classes, 'args': dict(self.job.args), 'bad_files': list(self.job.bad_files),
+                'telemetry': self.job.telemetry.state_dict()}
 
     def save(self, best_too=False):
         state = self.checkpoint()
@@ -53,6 +55,7 @@ class Run:
         self.state = EpochState(**saved['epoch_state'])
         self.best = saved['best']
         self.job.bad_files[:] = saved.get('bad_files', [])
+        self.job.telemetry.load_state_dict(saved.get('telemetry', {}))
         self.job.logger.restore_metrics(saved['metrics'])
         if self.best['epoch'] == self.epoch and self.state.step == 0:
             self.best_weights = saved['model']

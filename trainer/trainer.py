@@ -24,6 +24,7 @@ from trainer.methods import METHODS
 from trainer.loop import EpochState, Job, StopSignal, loss_means, train_epoch
 from trainer.run import Run
 from trainer.schedule import group_lrs
+from trainer.telemetry import Telemetry, summary_text
 from utils import distributed
 from utils.seed import seed_everything
 
@@ -184,16 +185,17 @@ def parameter_counts(teacher, model):
             'backend': count_parameters(model.backend)}
 
 
-def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params, manifest=None):
+def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params, telemetry, manifest=None):
     """Scores every trial list with the best model (and with AS-norm against the training speakers
-    when asnorm_top_k is set) and writes results.json."""
+    when asnorm_top_k is set) and writes results.json, the run's performance (telemetry) in it."""
     show = distributed.is_main()
     cohort = None
-    if args['asnorm_top_k'] and trial_lists:
-        logger.log_text(f'AS-norm cohort: {len(manifest.speakers)} training speakers, {args["asnorm_cohort_utts"]} '
-                        f'utterances each')
-        cohort = training_cohort(model, manifest, args, device, show)
-    results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
+    with telemetry.timed_evaluation():
+        if args['asnorm_top_k'] and trial_lists:
+            logger.log_text(f'AS-norm cohort: {len(manifest.speakers)} training speakers, '
+                            f'{args["asnorm_cohort_utts"]} utterances each')
+            cohort = training_cohort(model, manifest, args, device, show)
+        results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
     log_evaluation(logger, results, best_epoch)
     summary = {}
     for name, result in results.items():
@@ -205,6 +207,9 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
     summary['best_epoch'] = best_epoch
     summary['method'] = args['method']
     summary['params'] = params
+    summary['performance'] = telemetry.summary()
+    if summary['performance'] is not None:
+        logger.log_text(summary_text(summary['performance']))
     logger.save_results(summary)
     return summary
 
@@ -233,7 +238,8 @@ def train(args, logger, device, resume=None):
     dtype = amp_dtype(args, device)
     job = Job(distribute(raw_model, device, args), teacher, loader, build_optimizer(raw_model),
               torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype, args, device, logger,
-              bad_files=list(manifest.unreadable))
+              bad_files=list(manifest.unreadable),
+              telemetry=Telemetry(device, num_workers=loader.num_workers, batch_size=args['batch_size']))
     run = Run(job, raw_model, num_classes)
     seed_everything(args['seed'] + distributed.rank())
     logger.log_text(f'method {args["method"]}: {method.__doc__.split(":")[0]}; {method.epochs(args)} epochs; '
@@ -244,11 +250,14 @@ def train(args, logger, device, resume=None):
 
     show = distributed.is_main()
     tuning = {name: trials for name, trials in trial_lists.items() if name == 'Vox1-O'}
+    plan_run(job.telemetry, method, args, tuning, trial_lists)
     with StopSignal() as stop:          # from here on a SIGTERM / SIGINT saves and stops at the next step
         if resume:
             run.restore(resume, os.path.dirname(os.path.abspath(args['resume'])))
         elif tuning:
-            log_evaluation(logger, evaluate(raw_model, tuning, args['path_test'], args, device, show), 0)
+            with job.telemetry.timed_evaluation(tuning=True):
+                results = evaluate(raw_model, tuning, args['path_test'], args, device, show)
+            log_evaluation(logger, results, 0)
         else:
             logger.log_text('no Vox1-O list: the last epoch is kept as the best model')
         for epoch in range(run.epoch + 1, method.epochs(args) + 1):
@@ -270,7 +279,16 @@ def train(args, logger, device, resume=None):
         raw_model.load_state_dict(run.best_weights)
     logger.log_text(f'best epoch {run.best["epoch"]} (Vox1-O EER {run.best["eer"]:.3f} %); scoring every trial list')
     return final_evaluation(raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params,
-                            manifest)
+                            job.telemetry, manifest)
+
+
+def plan_run(telemetry, method, args, tuning, trial_lists):
+    """What the run's ETA counts after the epoch in progress: the epochs left, a Vox1-O evaluation
+    after each scored one, and the final evaluation, as many Vox1-O evaluations as its utterances
+    are Vox1-O's (the time of one measured before training and after every scored epoch)."""
+    scored = [epoch for epoch in range(1, method.epochs(args) + 1) if tuning and method.scored(epoch, args)]
+    final_scale = len(trial_utterances(trial_lists)) / len(trial_utterances(tuning)) if tuning else 0.0
+    telemetry.plan(method.epochs(args), scored, final_scale)
 
 
 def end_epoch(run, epoch, lrs, tuning, show):
@@ -284,7 +302,8 @@ def end_epoch(run, epoch, lrs, tuning, show):
     eer = float('nan')
     scored = METHODS[job.args['method']].scored(epoch, job.args)
     if tuning and scored:
-        results = evaluate(run.raw_model, tuning, job.args['path_test'], job.args, job.device, show)
+        with job.telemetry.timed_evaluation(tuning=True):
+            results = evaluate(run.raw_model, tuning, job.args['path_test'], job.args, job.device, show)
         log_evaluation(job.logger, results, epoch)
         eer = results['Vox1-O']['eer']
     improved = improves(eer, run.best['eer']) if tuning else scored
@@ -320,4 +339,5 @@ def evaluate_checkpoint(args, logger, device, state):
     manifest = training_manifest(args, logger) if args['asnorm_top_k'] else None
     trial_lists = load_trial_lists(args, logger, manifest)
     params = parameter_counts(teacher, model)
-    return final_evaluation(model, trial_lists, args, device, logger, state['epoch'], params, manifest)
+    return final_evaluation(model, trial_lists, args, device, logger, state['epoch'], params, Telemetry(device),
+                            manifest)

@@ -99,6 +99,15 @@ def sum_over_ranks(tensor):
     return tensor
 
 
+def gather_rows(row):
+    """Every rank's 1-D tensor (n,) stacked in rank order: (world, n) on every rank."""
+    if world_size() == 1:
+        return row[None]
+    rows = [torch.empty_like(row) for _ in range(world_size())]
+    dist.all_gather(rows, row)
+    return torch.stack(rows)
+
+
 def broadcast_object(obj):
     """Rank 0's obj on every rank (any picklable value)."""
     if world_size() == 1:

@@ -5,7 +5,8 @@ same computations in one process for the tests to compare with.
 
 writes to OUT_DIR (rank 0): step.pt (the averaged gradients of one step, the weights after three
 plain-SGD steps), layerdrop.pt (every rank's weights after steps with dropout, masking and
-LayerDrop on), enroll.pt (the sharded enrollment of the utterances under TEST_ROOT).
+LayerDrop on), enroll.pt (the sharded enrollment of the utterances under TEST_ROOT), throughput.pt
+(rank 0's metrics and telemetry totals of three steps, each step an interval).
 """
 import os
 import sys
@@ -19,6 +20,7 @@ from log.controller import LogModuleController  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.evaluate import embed_utterances  # noqa: E402
 from trainer.loop import EpochState, Job, StopSignal, train_epoch  # noqa: E402
+from trainer.telemetry import Telemetry  # noqa: E402
 from trainer.trainer import build_model, build_optimizer, distribute, set_lrs  # noqa: E402
 from utils import distributed  # noqa: E402
 
@@ -95,6 +97,18 @@ def layerdrop_check():
     return {name: t.clone() for name, t in model.state_dict().items()}
 
 
+def throughput_check():
+    """Rank 0's logged metrics and the run's telemetry totals after three steps, one interval each."""
+    teacher, model, args = build(dtype=torch.float32)
+    args = dict(args, log_interval=1)
+    logger = LogModuleController([], enabled=distributed.is_main())
+    job = Job(distribute(model, CPU, args), teacher, my_share(global_batches(3, torch.float32)),
+              torch.optim.SGD(model.parameters(), lr=0.01), torch.amp.GradScaler('cpu', enabled=False), None, args,
+              CPU, logger, telemetry=Telemetry(CPU))
+    train_epoch(job, 1, EpochState(), StopSignal(), lambda: None)
+    return {'records': logger.records, 'totals': job.telemetry.totals}
+
+
 def enroll_check(test_root):
     """(keys, unit full embeddings, mean unit segment embeddings) of every wav under test_root."""
     _, model, _ = build(dtype=torch.float32)
@@ -108,7 +122,7 @@ def main(out_dir, test_root):
     torch.set_num_threads(1)
     distributed.init('cpu')
     results = {'step': step_check(), 'layerdrop': distributed.gather_objects(layerdrop_check()),
-               'enroll': enroll_check(test_root)}
+               'enroll': enroll_check(test_root), 'throughput': throughput_check()}
     if distributed.is_main():
         for name, value in results.items():
             torch.save(value, os.path.join(out_dir, f'{name}.pt'))

@@ -23,7 +23,8 @@ def two_processes(corpus, tmp_path_factory):
     done = torchrun(os.path.join(ROOT, 'tests', 'trainer', 'ddp_worker.py'), out, corpus['path_test'])
     assert done.returncode == 0, done.stderr[-4000:]
     print(f'2-process checks: {time.monotonic() - start:.1f} s')
-    return {name: torch.load(out / f'{name}.pt', weights_only=True) for name in ('step', 'layerdrop', 'enroll')}
+    return {name: torch.load(out / f'{name}.pt', weights_only=True)
+            for name in ('step', 'layerdrop', 'enroll', 'throughput')}
 
 
 @pytest.fixture(scope='module')
@@ -78,3 +79,18 @@ def test_sharded_enrollment_gives_the_single_process_keys_and_embeddings(two_pro
     assert sharded['keys'] == alone['keys'] and len(alone['keys']) == 16
     assert torch.equal(sharded['full'], alone['full'])
     assert torch.equal(sharded['segments'], alone['segments'])
+
+
+def test_throughput_counts_the_utterances_of_both_ranks(two_processes):
+    """Each rank steps through 2 utterances of every global batch of 4: the interval's utterances per
+    second x its seconds per step is the global batch, and the run counted 3 x 4 utterances."""
+    records, totals = two_processes['throughput']['records'], two_processes['throughput']['totals']
+    values = {}
+    for record in records:
+        values.setdefault(record['name'], []).append(record['value'])
+    assert len(values['perf/utterances_per_second']) == 3
+    for per_second, per_step in zip(values['perf/utterances_per_second'], values['perf/seconds_per_step']):
+        assert per_second * per_step == pytest.approx(ddp_worker.GLOBAL_BATCH)
+    assert totals['utterances'] == 3 * ddp_worker.GLOBAL_BATCH and totals['steps'] == 3
+    for rank in (0, 1):                                     # every rank's memory, gathered at the interval
+        assert all(gib > 0.05 for gib in values[f'perf/cpu_resident_gib/rank{rank}'])

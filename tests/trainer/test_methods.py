@@ -122,7 +122,7 @@ def test_the_smoke_preset_runs_on_a_subset_of_the_users_files_and_scores_vox1_o(
     (folder,) = (tmp_path / 'OS-KDFT').iterdir()
     assert folder.name.startswith('smoke-')
     results = json.loads((folder / 'results.json').read_text())
-    assert set(results) == {'Vox1-O', 'best_epoch', 'params', 'method'} and results['best_epoch'] == 1
+    assert set(results) == {'Vox1-O', 'best_epoch', 'params', 'method', 'performance'} and results['best_epoch'] == 1
     log = (folder / 'log.txt').read_text()
     assert 'max_train_files=12: training on a random subset, 12 files of' in log
     assert 'Vox1-E: left out (trials_vox1_e=off)' in log and 'Vox1-H: left out (trials_vox1_h=off)' in log

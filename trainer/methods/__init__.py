@@ -8,7 +8,8 @@ surface that the training loop uses:
     stage_epoch(epoch, args)        the epoch the LR schedule sees (a second stage starts again at 1)
     new_stage(epoch, args)          whether the epoch starts a stage with a fresh optimizer state
     scored(epoch, args)             whether Vox1-O is scored after the epoch (and may pick the best)
-    step(model, teacher, clean, augmented, labels, epoch, args) -> (loss, LOSS_NAMES values (4,))
+    paths(epoch, args)              the paths a step of the epoch runs, of 'kd' and 'sv' (what its log reports)
+    step(model, teacher, clean, augmented, labels, epoch, args) -> (loss, LOSS_NAMES values (5,))
 """
 from trainer.methods import ft, kd_ft, oskdft, student_ft
 from trainer.methods.common import LOSS_NAMES

@@ -36,11 +36,16 @@ def scored(epoch, args):
     return not in_kd_stage(epoch, args)
 
 
+def paths(epoch, args):
+    return ('kd',) if in_kd_stage(epoch, args) else ('sv',)
+
+
 def step(model, teacher, clean, augmented, labels, epoch, args):
     if not in_kd_stage(epoch, args):
         return sv_only(model, augmented, labels)
     target = frozen_forward(teacher, clean, args['normalize_wave'])  # (B, T, D)
     kd_hidden, _, _ = model(augmented, labels, paths='kd')
-    kd_loss = F.mse_loss(kd_hidden, target) * args['kd_weight']
+    mse = F.mse_loss(kd_hidden, target)
+    kd_loss = mse * args['kd_weight']
     zero = torch.zeros_like(kd_loss)
-    return kd_loss, torch.stack([kd_loss, zero, kd_loss, zero]).detach()
+    return kd_loss, torch.stack([kd_loss, zero, kd_loss, zero, mse]).detach()

@@ -9,7 +9,8 @@ from models.ssl import frozen_forward
 from trainer.methods.common import epochs, new_stage, scored, stage_epoch
 from trainer.schedule import kd_weight
 
-__all__ = ['ADAPTERS', 'USES_TEACHER', 'student_layers', 'epochs', 'stage_epoch', 'new_stage', 'scored', 'step']
+__all__ = ['ADAPTERS', 'USES_TEACHER', 'student_layers', 'epochs', 'stage_epoch', 'new_stage', 'scored', 'paths',
+           'step']
 ADAPTERS = True
 USES_TEACHER = True
 
@@ -18,8 +19,12 @@ def student_layers(args, teacher):
     return args['num_hidden_layers']
 
 
+def paths(epoch, args):
+    return ('kd', 'sv')
+
+
 def step(model, teacher, clean, augmented, labels, epoch, args):
-    """Returns (KD loss x the epoch's weight + SV loss, the detached values of LOSS_NAMES (4,))."""
+    """Returns (KD loss x the epoch's weight + SV loss, the detached values of LOSS_NAMES (5,))."""
     weight = kd_weight(epoch, args['epoch'], args['kd_weight'])
     return step_losses(model, teacher, clean, augmented, labels, weight, args['normalize_wave'])
 
@@ -29,6 +34,7 @@ def step_losses(model, teacher, clean, augmented, labels, weight, normalize=Fals
     student's is (SpeakerNet.normalize_wave)."""
     target = frozen_forward(teacher, clean, normalize)               # (B, T, D)
     kd_hidden, sv_loss, accuracy = model(augmented, labels)          # (B, T, D), (), ()
-    kd_loss = F.mse_loss(kd_hidden, target) * weight                 # autocast computes it in float32
+    mse = F.mse_loss(kd_hidden, target)                              # autocast computes it in float32
+    kd_loss = mse * weight
     total = kd_loss + sv_loss
-    return total, torch.stack([kd_loss, sv_loss, total, accuracy.to(total.dtype)]).detach()
+    return total, torch.stack([kd_loss, sv_loss, total, accuracy.to(total.dtype), mse]).detach()

@@ -1,0 +1,103 @@
+"""What the run's telemetry (trainer/telemetry.py: the data-wait clock around every batch, and at
+every log_interval the device synchronised, the ranks' figures gathered, the perf/ and health/
+metrics and the longer log line written) costs on the embedded demo's training steps.
+
+    python benchmarks/telemetry_overhead.py                 # 12 rounds of 10 steps a side
+    python benchmarks/telemetry_overhead.py --rounds 20
+
+The demo's model, batch (32 x 2 s) and log_interval (10), one model and optimizer for both sides;
+the demo corpus's first batches loaded once, so both sides train on the same batches and no data
+loading varies between them. Each round trains one block of log_interval steps (one report, to a
+run folder of files, as a run writes it) with the telemetry on and one with it off, in alternating
+order; the overhead is the median over the rounds of (block time on / block time off - 1), each pair
+measured back to back so that a change in the machine's load hits both. The last line is
+`telemetry_overhead: percent=X` (the issue's bound: at most 2).
+"""
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from arguments import get_args  # noqa: E402
+from data.demo import prepare_demo  # noqa: E402
+from log.controller import LogModuleController  # noqa: E402
+from machine import describe  # noqa: E402
+from models.ssl import load_teacher  # noqa: E402
+from trainer.loop import EpochState, Job, StopSignal, train_epoch  # noqa: E402
+from trainer.telemetry import Telemetry  # noqa: E402
+from trainer.trainer import build_model, build_optimizer, build_train_loader, set_lrs, training_manifest  # noqa: E402
+from utils.distributed import data_workers  # noqa: E402
+
+CPU = torch.device('cpu')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--rounds', type=int, default=12, help='blocks timed per side')
+    parser.add_argument('--batches', type=int, default=5, help='distinct demo batches, cycled through')
+    return parser.parse_args()
+
+
+def demo_batches(args, logger, count):
+    """The demo loader's first `count` batches (clean, augmented, labels, unreadable files)."""
+    manifest = training_manifest(args, logger)
+    loader = build_train_loader(dict(args, num_workers=0), manifest, CPU)
+    loader.batch_sampler.set_epoch(1, 0)
+    loader.dataset.set_epoch(1)
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == count:
+            return batches, len(manifest.speakers)
+    return batches, len(manifest.speakers)
+
+
+def main():
+    options = parse_args()
+    args = get_args([])[0]                      # the demo: preset, sizes, log_interval
+    steps = args['log_interval']
+    with tempfile.TemporaryDirectory() as path_log:
+        logger = LogModuleController.Builder('overhead', 'benchmark').use_local(path_log).build()
+        args.update(prepare_demo(f'{args["path_cache"]}/demo', seed=args['seed']))
+        batches, speakers = demo_batches(args, logger, options.batches)
+        torch.manual_seed(args['seed'])
+        teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl'])
+        model = build_model(args, teacher, speakers)
+        optimizer = build_optimizer(model)
+        set_lrs(optimizer, 1, args)
+        job = Job(model, teacher, None, optimizer, torch.amp.GradScaler('cpu', enabled=False), None, args, CPU,
+                  logger)
+        sides = {'on': Telemetry(CPU, num_workers=data_workers(args['num_workers']), batch_size=args['batch_size']),
+                 'off': Telemetry(enabled=False)}
+        times = {'on': [], 'off': []}
+        print(f'{describe()}; torch threads {torch.get_num_threads()}; the demo\'s steps (batch {args["batch_size"]} '
+              f'x {args["num_train_frames"] / 100:.0f} s, log_interval {steps}); {options.rounds} rounds of one '
+              f'{steps}-step block a side', flush=True)
+        for round_ in range(-1, options.rounds):          # round -1: warm-up, not counted
+            for side in (('on', 'off') if round_ % 2 == 0 else ('off', 'on')):
+                job.telemetry = sides[side]
+                job.loader = [batches[i % len(batches)] for i in range(steps)]
+                start = time.perf_counter()
+                train_epoch(job, 1, EpochState(), StopSignal(), lambda: None)
+                if round_ >= 0:
+                    times[side].append(time.perf_counter() - start)
+        logger.finish()
+    ratios = [on / off for on, off in zip(times['on'], times['off'])]
+    for side in ('off', 'on'):
+        print(f'telemetry {side:3s}: median {statistics.median(times[side]) / steps:.4f} s/step, fastest '
+              f'{min(times[side]) / steps:.4f} s/step')
+    percent = (statistics.median(ratios) - 1) * 100
+    sides = statistics.median(times['on']) / statistics.median(times['off'])
+    print(f'per-round ratio on / off: median {statistics.median(ratios):.4f}, range {min(ratios):.4f} - '
+          f'{max(ratios):.4f}; ratio of the sides\' medians {sides:.4f}')
+    print(f'telemetry_overhead: percent={percent:.2f}')
+
+
+if __name__ == '__main__':
+    main()
