@@ -22,8 +22,16 @@ SYSTEM_ARGS = {
     'usable_gpu': None,                 # e.g. '0,1,2,3': the GPUs `python main.py` starts one process on each
     'amp': 'auto',                      # 'none', 'bf16', 'fp16' (with loss scaling); auto: bf16 where the GPU has it
     'compile': False,                   # torch.compile the student and ECAPA-TDNN
-    'mode': 'train',                    # 'train' or 'evaluate' (scores the trial lists with `checkpoint`)
-    'checkpoint': None,                 # a last.pt / best.pt of an earlier run, for mode=evaluate
+    'mode': 'train',                    # 'train', or with `checkpoint`: 'evaluate' (scores the trial lists),
+                                        # 'export', 'embed' or 'verify' (README: the trained model in use)
+    'checkpoint': None,                 # a last.pt / best.pt of an earlier run, for every mode but train
+    'wav_list': None,                   # mode=embed: a text file of audio paths (one a line), or a folder
+    'out': None,                        # mode=export / embed: output folder (None: one in the run folder); embed
+                                        # continues what an interrupted run left in it
+    'enroll': None,                     # mode=verify: the enrollment recording
+    'test': None,                       # mode=verify: the recording verified against it
+    'threshold': None,                  # mode=verify: accept when score >= threshold; None: the checkpoint's own
+                                        # (the EER point of Vox1-O at the best epoch)
     'resume': None,                     # a run's last.pt, or 'auto': the newest last.pt of this `name`
     'checkpoint_minutes': 30.0,         # last.pt is also saved this often within an epoch (0: every step)
     'max_bad_files': 100,               # unreadable training files skipped (each named in the log) before the run stops

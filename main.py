@@ -5,6 +5,9 @@
     torchrun --nproc_per_node=N main.py ...     # N processes (GPUs); plain `python main.py` uses every visible GPU
     python main.py resume=auto          # continue the newest interrupted run of this name in its own folder
     python main.py mode=evaluate checkpoint=exp/.../best.pt
+    python main.py mode=export checkpoint=exp/.../best.pt                         # TorchScript + ONNX + model.json
+    python main.py mode=embed checkpoint=exp/.../best.pt wav_list=FILE out=DIR    # embeddings of many files
+    python main.py mode=verify checkpoint=exp/.../best.pt enroll=a.wav test=b.wav
 """
 import glob
 import os
@@ -18,16 +21,24 @@ from torch.multiprocessing import ProcessExitedException
 
 from arguments import DATASET_PATHS, EXPERIMENT_ARGS, SYSTEM_ARGS, ArgumentError, get_args, parse_overrides
 from data.demo import prepare_demo
+from inference.embed import embed_checkpoint
+from inference.evaluate import evaluate_checkpoint
+from inference.export import export_checkpoint
+from inference.verify import read_threshold, verify_checkpoint
 from log.controller import LogModuleController
 from trainer.loop import TrainingDiverged
 from trainer.methods import METHODS
-from trainer.trainer import evaluate_checkpoint, train
+from trainer.trainer import train
 from utils import distributed
 from utils.checkpoint import load_checkpoint
 
 PROJECT_ROOT = os.path.dirname(os.path.abspath(__file__))
 USER_ERRORS = (OSError, ValueError, TrainingDiverged)      # paths, audio, arguments, a diverging run
 AMP_MODES = ('auto', 'none', 'bf16', 'fp16')
+# the modes that use a trained model (mode=train aside): each rebuilds it from `checkpoint` alone
+CHECKPOINT_MODES = {'evaluate': evaluate_checkpoint, 'export': export_checkpoint, 'embed': embed_checkpoint,
+                    'verify': verify_checkpoint}
+SINGLE_PROCESS_MODES = ('export', 'embed', 'verify')        # no trial lists to shard: one process does the work
 
 
 def device_type(name):
@@ -42,8 +53,8 @@ def device_type(name):
 
 def check_values(args):
     """Fails before anything is made or written when a setting cannot work."""
-    if args['mode'] not in ('train', 'evaluate'):
-        raise ArgumentError(f'mode={args["mode"]!r}: expected train or evaluate')
+    if args['mode'] != 'train' and args['mode'] not in CHECKPOINT_MODES:
+        raise ArgumentError(f'mode={args["mode"]!r}: expected train, {", ".join(CHECKPOINT_MODES)}')
     if args['method'] not in METHODS:
         raise ArgumentError(f'method={args["method"]!r}: expected one of {", ".join(METHODS)}')
     if args['kd_epochs'] < 0:
@@ -62,8 +73,17 @@ def check_values(args):
         raise ArgumentError(f'eval_batch_seconds={args["eval_batch_seconds"]}: expected a positive number of seconds')
     if args['max_bad_steps'] < 1 or args['log_interval'] < 1:
         raise ArgumentError('max_bad_steps and log_interval must be at least 1')
-    if args['mode'] == 'evaluate' and not args['checkpoint']:
-        raise ArgumentError('checkpoint is not set: mode=evaluate needs the last.pt / best.pt of a run')
+    if args['mode'] in CHECKPOINT_MODES and not args['checkpoint']:
+        raise ArgumentError(f'checkpoint is not set: mode={args["mode"]} needs the last.pt / best.pt of a run')
+    if args['mode'] in SINGLE_PROCESS_MODES and distributed.launched_as_job() and int(os.environ['WORLD_SIZE']) > 1:
+        raise ArgumentError(f'mode={args["mode"]} runs in one process: start it with python main.py, not torchrun')
+    if args['mode'] == 'embed' and not args['wav_list']:
+        raise ArgumentError('wav_list is not set: mode=embed needs a list of audio files (one a line) or a folder')
+    if args['mode'] == 'verify':
+        for key in ('enroll', 'test'):
+            if not args[key]:
+                raise ArgumentError(f'{key} is not set: mode=verify needs enroll=FILE and test=FILE')
+        read_threshold(args)
 
 
 def check_paths(args):
@@ -109,9 +129,9 @@ def resolve_arguments(argv):
                                 f'(the run has {kept}); start a new run to change them')
         args = {**args, **saved, **overrides, 'resume': path}
         return args, state
-    if args['mode'] == 'evaluate' and args['checkpoint']:
+    if args['mode'] in CHECKPOINT_MODES and args['checkpoint']:
         state = load_checkpoint(args['checkpoint'])
-        return {**args, **state['args'], **overrides, 'mode': 'evaluate', 'resume': None}, state
+        return {**args, **state['args'], **overrides, 'mode': args['mode'], 'resume': None}, state
     return args, None
 
 
@@ -127,6 +147,8 @@ def use_demo_corpus(args):
 
 def prepare(args):
     check_values(args)
+    if args['mode'] in SINGLE_PROCESS_MODES:
+        return                          # a model and the user's files: no dataset
     if args['demo']:
         use_demo_corpus(args)
     check_paths(args)
@@ -134,7 +156,7 @@ def prepare(args):
 
 def processes_to_start(args):
     """How many processes plain `python main.py` starts: one per usable GPU (1 under torchrun or on CPU)."""
-    if distributed.launched_as_job():
+    if distributed.launched_as_job() or args['mode'] in SINGLE_PROCESS_MODES:
         return 1
     if args['usable_gpu']:
         os.environ['CUDA_VISIBLE_DEVICES'] = args['usable_gpu']     # before anything asks CUDA
@@ -155,12 +177,16 @@ def run(args, state):
               .use_local(args['path_log'], run_dir)
               .build(rank=distributed.rank()))
     logger.log_parameter(args)
-    logger.log_text(f'device {device} x {distributed.world_size()} process(es); '
-                    f'{"embedded demo corpus" if args["demo"] else "dataset"} '
-                    f'train={args["path_train"]} test={args["path_test"]}')
+    if args['mode'] in SINGLE_PROCESS_MODES:
+        logger.log_text(f'device {device}; mode={args["mode"]} with checkpoint={args["checkpoint"]} '
+                        f'(epoch {state["epoch"]})')
+    else:
+        logger.log_text(f'device {device} x {distributed.world_size()} process(es); '
+                        f'{"embedded demo corpus" if args["demo"] else "dataset"} '
+                        f'train={args["path_train"]} test={args["path_test"]}')
     try:
-        if args['mode'] == 'evaluate':
-            results = evaluate_checkpoint(args, logger, device, state)
+        if args['mode'] in CHECKPOINT_MODES:
+            results = CHECKPOINT_MODES[args['mode']](args, logger, device, state)
         else:
             results = train(args, logger, device, state)
         if results is not None:

@@ -88,6 +88,12 @@ def read_audio(path: str, start: int = 0, frames: int = -1) -> np.ndarray:
         return _read(f, path, start, frames)
 
 
+def audio_info(path) -> tuple[int, int, int]:
+    """(length in 16 kHz samples, the file's own sample rate, its channel count), from the header only."""
+    with _open_checked(path) as f:
+        return _length(f), f.samplerate, f.channels
+
+
 def audio_length(path) -> int:
     """Number of 16 kHz samples, from the header only (nothing is decoded)."""
     with _open_checked(path) as f:

@@ -101,6 +101,14 @@ def _conversion_note(values, unit, what, argument):
     return f"{argument}: {', '.join(parts)} {verb} {what}"
 
 
+def conversion_notes(rates, channels, argument):
+    """The sentences (or None) for files that are read converted: at other rates than 16 kHz, of
+    several channels. rates, channels: int arrays (N,), one entry per file."""
+    rates, channels = np.asarray(rates), np.asarray(channels)
+    return [_conversion_note(rates[rates != SAMPLE_RATE], lambda r: f"at {r} Hz", "resampled to 16 kHz", argument),
+            _conversion_note(channels[channels != 1], lambda c: f"of {c} channels", "mixed down to mono", argument)]
+
+
 def _notes(tree, keep, min_seconds, argument):
     """The sentences for the log: files left out (unreadable, short), converted (rate, channels) and a
     warning when the counts differ from the official set that the speaker ids name."""
@@ -109,8 +117,7 @@ def _notes(tree, keep, min_seconds, argument):
     all_files = tree.rel_paths + tree.unreadable
     notes = [_left_out_note(tree.unreadable, "whose header cannot be read", argument),
              _left_out_note(short, f"shorter than {min_seconds} s", argument),
-             _conversion_note(rates[rates != SAMPLE_RATE], lambda r: f"at {r} Hz", "resampled to 16 kHz", argument),
-             _conversion_note(channels[channels != 1], lambda c: f"of {c} channels", "mixed down to mono", argument),
+             *conversion_notes(rates, channels, argument),
              _official_count_note(len(all_files), sorted({p.split(os.sep, 1)[0] for p in all_files}), argument)]
     return [note for note in notes if note]
 

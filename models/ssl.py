@@ -62,6 +62,18 @@ def load_pretrained(model_name_or_path, attention='sdpa'):
     return model
 
 
+def model_from_config(config: dict, attention: str = 'sdpa') -> PreTrainedModel:
+    """A randomly initialised SSL model of the type and shape of a config saved with
+    config.to_dict() (a checkpoint's student), built without reading any pre-trained model; the
+    caller loads its trained weights. attention as in load_teacher."""
+    model_type = config.get('model_type')
+    if model_type not in SSL_MODELS:
+        raise ValueError(f'the saved SSL config is of a {model_type!r} model; supported types: {", ".join(SSL_MODELS)}')
+    config = SSL_MODELS[model_type].config_class.from_dict(config)
+    config._attn_implementation = 'eager' if model_type == 'wavlm' else attention
+    return SSL_MODELS[model_type](config)
+
+
 def read_config(model_name_or_path):
     """The checkpoint's config.json, whatever its model type; unreadable: TeacherLoadError."""
     try:

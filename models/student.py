@@ -10,6 +10,8 @@ import copy
 import torch
 import torch.nn as nn
 
+from models.ssl import model_from_config
+
 
 class Adapter(nn.Module):
     """s * up(relu(down(LN(h)))), with `up` zero-initialised so it starts by adding nothing.
@@ -71,14 +73,32 @@ def copy_truncated(teacher, num_layers):
     return model
 
 
+class AdaptedFeedForwardAlwaysOn(nn.Module):
+    """An AdaptedFeedForward for inference: the adapter on every row, nothing set before a call, so
+    that a traced or exported graph holds the SV path alone. Shares the wrapped block's modules."""
+
+    def __init__(self, adapted: AdaptedFeedForward):
+        super().__init__()
+        self.pre_norm = adapted.pre_norm
+        self.feed_forward = adapted.feed_forward
+        self.adapter = adapted.adapter
+
+    def forward(self, h):
+        return self.feed_forward(self.pre_norm(h)) + self.adapter(h)         # (N, T, D)
+
+
 class Student(nn.Module):
     """The student SSL model with one parallel adapter per layer (with_adapters=False: the plain
-    truncated model, for the baselines that fine-tune without them)."""
+    truncated model, for the baselines that fine-tune without them).
 
-    def __init__(self, teacher, num_layers: int, bottleneck: int = 64, scale: float = 0.1,
-                 input_residual: bool = False, with_adapters: bool = True):
+    Built from the teacher (its first num_layers layers copied: training), or from ssl_config
+    alone, the student's own SSL config as a checkpoint keeps it (config.to_dict()): random
+    weights, which the checkpoint's then replace, and no teacher read (teacher and num_layers None)."""
+
+    def __init__(self, teacher, num_layers: int | None, bottleneck: int = 64, scale: float = 0.1,
+                 input_residual: bool = False, with_adapters: bool = True, ssl_config: dict | None = None):
         super().__init__()
-        self.ssl = copy_truncated(teacher, num_layers)
+        self.ssl = copy_truncated(teacher, num_layers) if ssl_config is None else model_from_config(ssl_config)
         pre_ln = self.ssl.config.do_stable_layer_norm
         for layer in self.ssl.encoder.layers if with_adapters else []:
             adapter = Adapter(self.hidden_size, bottleneck, scale, input_residual)
@@ -86,7 +106,8 @@ class Student(nn.Module):
             if pre_ln:
                 layer.final_layer_norm = nn.Identity()
             layer.feed_forward = AdaptedFeedForward(layer.feed_forward, adapter, pre_norm)
-        self.to(next(teacher.parameters()).device)
+        if teacher is not None:
+            self.to(next(teacher.parameters()).device)
 
     @property
     def hidden_size(self) -> int:
@@ -155,3 +176,14 @@ class Student(nn.Module):
 
     def adapters(self):
         return [module for module in self.modules() if isinstance(module, Adapter)]
+
+
+def adapters_always_on(student: Student) -> Student:
+    """A copy of the student for inference whose every adapted layer takes its adapter on every
+    row (AdaptedFeedForwardAlwaysOn): no `sv_from` left to set, so nothing of the two-path training
+    forward reaches a traced or exported graph. The copy shares no tensor with the student."""
+    copied = copy.deepcopy(student)
+    for layer in copied.ssl.encoder.layers:
+        if isinstance(layer.feed_forward, AdaptedFeedForward):
+            layer.feed_forward = AdaptedFeedForwardAlwaysOn(layer.feed_forward)
+    return copied

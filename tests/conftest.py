@@ -1,4 +1,5 @@
-"""What several test modules share: a very small demo corpus and the command line of a fast run."""
+"""What several test modules share: a very small demo corpus, the command line of a fast run and a run
+folder trained with it."""
 import os
 
 import pytest
@@ -17,6 +18,17 @@ FAST = ['model_name_or_path=tiny', 'num_hidden_layers=2', 'batch_size=4', 'ecapa
 def corpus(tmp_path_factory):
     """24 training utterances of 6 speakers, 16 test utterances; every path as key=value for main.py."""
     return prepare_demo(str(tmp_path_factory.mktemp('demo')), **SMALL_DEMO)
+
+
+@pytest.fixture(scope='session')
+def trained_run(corpus, tmp_path_factory):
+    """The run folder of a whole 2-epoch run on the small corpus (FAST sizes): results, scores, best.pt."""
+    import main             # here: the modules that only need the corpus do not import the whole program
+    path_log = tmp_path_factory.mktemp('exp')
+    paths = [f'{key}={value}' for key, value in corpus.items()]
+    main.main(paths + FAST + ['epoch=2', 'log_interval=2', f'path_log={path_log}', 'name=e2e'])  # 6 steps an epoch
+    (folder,) = (path_log / 'OS-KDFT').iterdir()
+    return folder
 
 
 @pytest.fixture

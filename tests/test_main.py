@@ -9,18 +9,15 @@ import pytest
 import torch
 from torch.multiprocessing import ProcessExitedException
 
+import inference.model
 import main
 from tests.conftest import FAST, ROOT
 from utils import distributed
 
 
 @pytest.fixture(scope='module')
-def run_dir(corpus, tmp_path_factory):
-    path_log = tmp_path_factory.mktemp('exp')
-    paths = [f'{key}={value}' for key, value in corpus.items()]
-    main.main(paths + FAST + ['epoch=2', 'log_interval=2', f'path_log={path_log}', 'name=e2e'])  # 6 steps an epoch
-    (folder,) = (path_log / 'OS-KDFT').iterdir()
-    return folder
+def run_dir(trained_run):
+    return trained_run
 
 
 def read_metrics(folder):
@@ -118,7 +115,8 @@ def test_run_folder_holds_checkpoints_scores_plots_and_parameters(run_dir):
     assert (run_dir / 'source' / 'main.py').is_file()
 
 
-def test_evaluate_mode_reproduces_the_best_models_results(run_dir, corpus, tmp_path):
+def test_evaluate_mode_reproduces_the_best_models_results_without_the_teacher(run_dir, corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(inference.model, 'load_teacher', None)     # the checkpoint alone rebuilds the model
     paths = [f'{key}={corpus[key]}' for key in ('path_test', 'path_trials')]
     main.main(paths + FAST + ['mode=evaluate', f'checkpoint={run_dir / "best.pt"}', f'path_log={tmp_path}'])
     (folder,) = (tmp_path / 'OS-KDFT').iterdir()
@@ -126,7 +124,8 @@ def test_evaluate_mode_reproduces_the_best_models_results(run_dir, corpus, tmp_p
     first = json.loads((run_dir / 'results.json').read_text())
     for name in ('Vox1-O', 'Vox1-E', 'Vox1-H'):
         assert again[name]['eer'] == pytest.approx(first[name]['eer'], abs=1e-9)
-    assert again['best_epoch'] == first['best_epoch']
+        assert again[name]['eer_threshold'] == pytest.approx(first[name]['eer_threshold'], abs=1e-12)
+    assert again['best_epoch'] == first['best_epoch'] and again['params'] == first['params']
 
 
 @pytest.mark.parametrize('argument, message', [

@@ -14,10 +14,11 @@ from data.datasets import EnrollSet, collate_enrollment
 from trainer.asnorm import apply_asnorm, cohort_vectors, utterance_stats
 from trainer.scoring import score_trials, utterance_vectors
 from utils import distributed
-from utils.metrics import compute_metrics
+from utils.metrics import compute_metrics, eer_threshold
 from utils.progress import progress_bar
 
-NOT_SCORED = {'eer': float('nan'), 'min_dcf_0.05': float('nan'), 'min_dcf_0.01': float('nan')}
+NOT_SCORED = {'eer': float('nan'), 'min_dcf_0.05': float('nan'), 'min_dcf_0.01': float('nan'),
+              'eer_threshold': float('nan')}
 
 
 def trial_utterances(trial_lists):
@@ -101,10 +102,12 @@ def interleave(shards, count):
 
 
 def list_metrics(scores, labels):
-    """EER / minDCFs of one list's scores; NaN metrics and 'nonfinite': their count when a score is
-    not finite (a diverged model)."""
+    """EER / minDCFs of one list's scores and the score threshold at the EER point (what mode=verify
+    decides with); NaN metrics and 'nonfinite': their count when a score is not finite (a diverged model)."""
     nonfinite = int(np.count_nonzero(~np.isfinite(scores)))
-    return dict(NOT_SCORED, nonfinite=nonfinite) if nonfinite else compute_metrics(scores, labels)
+    if nonfinite:
+        return dict(NOT_SCORED, nonfinite=nonfinite)
+    return {**compute_metrics(scores, labels), 'eer_threshold': eer_threshold(scores, labels)}
 
 
 def score_lists(trial_lists, keys, full, seg_mean, cohort=None, top_k=0):

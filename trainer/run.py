@@ -13,10 +13,11 @@ class Run:
     last.pt, so a kill between them leaves a last.pt whose best epoch is the epoch it ends:
     resume then takes the best weights from last.pt itself."""
 
-    def __init__(self, job, raw_model, num_classes):
+    def __init__(self, job, raw_model, num_classes, params=None):
         self.job = job
         self.raw_model = raw_model
         self.num_classes = num_classes
+        self.params = params                        # parameter counts (teacher, student, backend), for results.json
         self.epoch = 0                              # epochs completed
         self.state = EpochState()                   # the epoch in progress
         self.best = {'epoch': 0, 'eer': float('inf')}
@@ -24,7 +25,9 @@ class Run:
 
     def checkpoint(self):
         """Every rank calls it (the random states of all ranks are gathered); rank 0's dict is the
-        checkpoint, the others get None."""
+        checkpoint, the others get None. Self-contained: the student's own SSL config (with its
+        model type) and the run's settings rebuild the model without the teacher (inference.model),
+        and 'best' carries the Vox1-O EER threshold of the best epoch (mode=verify decides with it)."""
         self.job.telemetry.flush()
         rng = gather_rng_states()
         if rng is None:
@@ -34,7 +37,8 @@ class Run:
                 'scaler': self.job.scaler.state_dict(), 'best': dict(self.best),
                 'metrics': list(self.job.logger.records), 'rng': rng, 'world_size': distributed.world_size(),
                 'num_classes': self.num_classes, 'args': dict(self.job.args), 'bad_files': list(self.job.bad_files),
-                'telemetry': self.job.telemetry.state_dict()}
+                'telemetry': self.job.telemetry.state_dict(),
+                'ssl_config': self.raw_model.student.ssl.config.to_dict(), 'params': self.params}
 
     def save(self, best_too=False):
         state = self.checkpoint()

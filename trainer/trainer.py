@@ -32,12 +32,15 @@ TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': '
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-def build_model(args, teacher, num_classes, weights=None):
+def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
     """Student (copied from the teacher: as many layers as the method keeps, with adapters where it
-    has them) + ECAPA-TDNN sized from the SSL width + AAM-softmax."""
+    has them) + ECAPA-TDNN sized from the SSL width + AAM-softmax. With ssl_config (a checkpoint's,
+    see Run.checkpoint) the student is built from its own config instead, teacher None, its weights
+    random until the checkpoint's are loaded."""
     method = METHODS[args['method']]
-    student = Student(teacher, method.student_layers(args, teacher), args['adapter_bottleneck'],
-                      args['adapter_scale'], args['adapter_input_residual'], with_adapters=method.ADAPTERS)
+    num_layers = method.student_layers(args, teacher) if ssl_config is None else None
+    student = Student(teacher, num_layers, args['adapter_bottleneck'], args['adapter_scale'],
+                      args['adapter_input_residual'], with_adapters=method.ADAPTERS, ssl_config=ssl_config)
     backend = EcapaTdnn(student.hidden_size, args['ecapa_channels'], args['embedding_size'],
                         args['spec_mask_freq'], args['spec_mask_time'], args['spec_mask_p'])
     head = AAMSoftmax(args['embedding_size'], num_classes, args['aam_margin'], args['aam_scale'], weights)
@@ -240,7 +243,7 @@ def train(args, logger, device, resume=None):
               torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype, args, device, logger,
               bad_files=list(manifest.unreadable),
               telemetry=Telemetry(device, num_workers=loader.num_workers, batch_size=args['batch_size']))
-    run = Run(job, raw_model, num_classes)
+    run = Run(job, raw_model, num_classes, params)
     seed_everything(args['seed'] + distributed.rank())
     logger.log_text(f'method {args["method"]}: {method.__doc__.split(":")[0]}; {method.epochs(args)} epochs; '
                     f'{len(manifest.paths)} training utterances of {num_classes} speakers; parameters {params}; '
@@ -299,16 +302,16 @@ def end_epoch(run, epoch, lrs, tuning, show):
     if run.state.skipped:
         job.logger.log_text(f'epoch {epoch}: {run.state.skipped} steps skipped (non-finite loss or gradients, '
                             f'or fp16 overflow while the loss scale settles); the means are over the others')
-    eer = float('nan')
+    eer = threshold = float('nan')
     scored = METHODS[job.args['method']].scored(epoch, job.args)
     if tuning and scored:
         with job.telemetry.timed_evaluation(tuning=True):
             results = evaluate(run.raw_model, tuning, job.args['path_test'], job.args, job.device, show)
         log_evaluation(job.logger, results, epoch)
-        eer = results['Vox1-O']['eer']
+        eer, threshold = results['Vox1-O']['eer'], results['Vox1-O']['eer_threshold']
     improved = improves(eer, run.best['eer']) if tuning else scored
     if improved:
-        run.best = {'epoch': epoch, 'eer': eer}
+        run.best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}       # threshold: mode=verify's
         run.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in run.raw_model.state_dict().items()}
     run.epoch, run.state = epoch, EpochState()
     run.save(best_too=improved)
@@ -325,19 +328,3 @@ def stopped(logger, stop, epoch, step):
     logger.log_text(f'{stop.received}: stopped after epoch {epoch} and {step} steps of the next; last.pt saved. '
                     f'Continue with: {launcher} resume={os.path.join(logger.run_dir, "last.pt")}')
     return None
-
-
-def evaluate_checkpoint(args, logger, device, state):
-    """mode=evaluate: rebuilds the model a checkpoint (`state`, loaded) was trained with, from the
-    settings saved in it, and scores the trial lists."""
-    seed_everything(args['seed'])
-    model_args = {**args, **state['args']}
-    teacher = load_teacher(model_args['model_name_or_path'], model_args['tiny_ssl'])
-    model = build_model(model_args, teacher, state['num_classes'])
-    model.load_state_dict(state['model'])
-    model.to(device)
-    manifest = training_manifest(args, logger) if args['asnorm_top_k'] else None
-    trial_lists = load_trial_lists(args, logger, manifest)
-    params = parameter_counts(teacher, model)
-    return final_evaluation(model, trial_lists, args, device, logger, state['epoch'], params, Telemetry(device),
-                            manifest)

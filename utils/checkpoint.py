@@ -31,15 +31,25 @@ def save_checkpoint(path, state):
     write_atomic(path, lambda file: torch.save(state, file))
 
 
+# what every checkpoint of a run holds (trainer.run.Run.checkpoint); a file without them is someone else's
+RUN_ENTRIES = ('model', 'args', 'epoch', 'num_classes')
+
+
 def load_checkpoint(path, argument='checkpoint'):
-    """The dict saved by save_checkpoint; a missing or unreadable file names the argument to fix."""
+    """The dict saved by save_checkpoint; a missing or unreadable file, or one that is not a run's
+    checkpoint (a bare state_dict, another project's), names the argument to fix."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{argument}={path!r}: no such checkpoint file')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:          # torch raises many types for a file that is not a checkpoint
         raise ValueError(f'{argument}={path!r} is not a readable checkpoint ({type(error).__name__}: '
                          f'{str(error).splitlines()[0] if str(error) else ""})') from None
+    missing = [entry for entry in RUN_ENTRIES if entry not in state] if isinstance(state, dict) else list(RUN_ENTRIES)
+    if missing:
+        raise ValueError(f'{argument}={path!r} is not a checkpoint of this project (no {", ".join(missing)} '
+                         f'entry): give the last.pt / best.pt of a run')
+    return state
 
 
 def rng_state():

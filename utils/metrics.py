@@ -6,8 +6,8 @@ built from the target and the non-target scores sorted apart (see _roc).
 import numpy as np
 
 
-def _roc(scores, labels):
-    """(fpr, tpr) at the corners of the ROC of 'accept when score >= t', from (0, 0) to (1, 1)."""
+def _checked(scores, labels):
+    """(scores float64 (M,), targets bool (M,), number of targets, of non-targets) of a valid trial list."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     targets = np.asarray(labels).ravel() == 1
     if scores.shape != targets.shape:
@@ -19,6 +19,12 @@ def _roc(scores, labels):
     if num_target == 0 or num_nontarget == 0:
         raise ValueError(f'EER / minDCF need target (1) and non-target (0) trials; got {num_target} '
                          f'targets and {num_nontarget} non-targets')
+    return scores, targets, num_target, num_nontarget
+
+
+def _roc(scores, labels):
+    """(fpr, tpr) at the corners of the ROC of 'accept when score >= t', from (0, 0) to (1, 1)."""
+    scores, targets, num_target, num_nontarget = _checked(scores, labels)
     # The ROC moves up only at target scores: between two of them it runs flat (only non-targets
     # are accepted), and points inside a flat run lie on the line through its ends, move no EER and
     # never lower the cost. So the ROC is exact with two points per distinct target score v:
@@ -81,6 +87,21 @@ def compute_metrics(scores, labels, p_targets=(0.05, 0.01)):
     for p_target in p_targets:
         metrics[f'min_dcf_{p_target}'] = _min_dcf(fpr, tpr, p_target, 1.0, 1.0)
     return metrics
+
+
+def eer_threshold(scores, labels):
+    """The decision threshold at the EER point: of the thresholds t that the scores offer ('accept
+    when score >= t'), the one whose larger error rate (false accepts among the non-targets, misses
+    among the targets) is the smallest; a tie goes to the smaller sum of the two, then to the lower
+    threshold. Its two error rates lie either side of the EER (they are an end of the ROC segment
+    where the EER is interpolated), so a verification at this threshold errs about as often as the EER."""
+    scores, targets, num_target, num_nontarget = _checked(scores, labels)
+    candidates = np.unique(scores)                                                  # (K,) ascending
+    false_accepts = num_nontarget - np.searchsorted(np.sort(scores[~targets]), candidates, side='left')
+    misses = np.searchsorted(np.sort(scores[targets]), candidates, side='left')
+    # both rates over one denominator, num_target x num_nontarget, so that ties compare exactly
+    fa, miss = false_accepts * num_target, misses * num_nontarget                  # (K,) int64 each
+    return float(candidates[np.lexsort((fa + miss, np.maximum(fa, miss)))[0]])
 
 
 def det_curve(scores, labels):

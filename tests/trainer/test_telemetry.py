@@ -124,7 +124,7 @@ def test_durations_read_as_hours_minutes_seconds():
 
 
 def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_path, monkeypatch):
-    """The demo corpus through the real loader (num_workers=0), each item 60 ms late: steps wait for
+    """The demo corpus through the real loader (num_workers=0), each item 250 ms late (so that even on a loaded machine the step waits mostly for data): steps wait for
     data most of their time; the warning comes once, with the mean of the logged fractions."""
     args = dict(ARGS, **corpus, batch_size=4, num_workers=0, log_interval=1, path_cache=str(tmp_path),
                 num_train_frames=50, epoch=2)
@@ -135,7 +135,7 @@ def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_pat
     original = TrainSet.__getitem__
 
     def late_item(self, index):
-        time.sleep(0.06)
+        time.sleep(0.25)
         return original(self, index)
 
     monkeypatch.setattr(TrainSet, '__getitem__', late_item)

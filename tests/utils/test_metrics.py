@@ -1,4 +1,5 @@
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
-from utils.metrics import compute_eer, compute_metrics, compute_min_dcf, det_curve
+from utils.metrics import compute_eer, compute_metrics, compute_min_dcf, det_curve, eer_threshold
 
 
 def reference_eer(scores, labels):
@@ -115,3 +116,44 @@ def test_bad_input_is_one_clear_error():
         compute_eer([0.1, 0.2, 0.3], [1, 0])
     with pytest.raises(ValueError, match='NaN'):
         compute_eer([0.1, float('nan')], [1, 0])
+
+
+def brute_force_eer_threshold(scores, labels):
+    """Every distinct score tried as 'accept when score >= t', its error rates as exact fractions:
+    the smallest larger rate, then the smallest sum, then the lowest t."""
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels)
+    best = None
+    for threshold in np.unique(scores):
+        false_accept = Fraction(int(np.sum(scores[labels == 0] >= threshold)), int(np.sum(labels == 0)))
+        miss = Fraction(int(np.sum(scores[labels == 1] < threshold)), int(np.sum(labels == 1)))
+        key = (max(false_accept, miss), false_accept + miss)
+        if best is None or key < best[0]:
+            best = key, threshold
+    return best[1]
+
+
+def error_rates(scores, labels, threshold):
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels)
+    return np.mean(scores[labels == 0] >= threshold), np.mean(scores[labels == 1] < threshold)
+
+
+@pytest.mark.parametrize('size, target_rate, decimals', [(7, 0.5, None), (100, 0.1, None), (2_000, 0.5, None),
+                                                          (3_000, 0.05, None), (2_000, 0.5, 1), (5_000, 0.1, 2)])
+def test_eer_threshold_equals_the_brute_force_one_and_brackets_the_eer(size, target_rate, decimals):
+    scores, labels = random_trials(size + 1, size, target_rate, decimals)
+    threshold = eer_threshold(scores, labels)
+    assert threshold == brute_force_eer_threshold(scores, labels)
+    false_accept, miss = error_rates(scores, labels, threshold)
+    eer = compute_eer(scores, labels) / 100
+    assert min(false_accept, miss) - 1e-12 <= eer <= max(false_accept, miss) + 1e-12
+
+
+def test_eer_threshold_by_hand():
+    # targets 0.35, 0.8; non-targets 0.1, 0.4. t = 0.35: 1/2 false accepts, no miss; t = 0.4: 1/2 and
+    # 1/2; t = 0.8: none and 1/2; t = 0.1: 2/2 and none. The larger rate is 1/2 at 0.35, 0.4 and 0.8,
+    # the sum 1/2 at 0.35 and 0.8: the lower, 0.35
+    assert eer_threshold([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.35
+    # separable: at 0.8 nothing is wrong
+    assert eer_threshold([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]) == 0.8
+    with pytest.raises(ValueError, match='need target'):
+        eer_threshold([0.1, 0.2], [1, 1])

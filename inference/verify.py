@@ -1,0 +1,59 @@
+"""mode=verify: are two recordings of the same speaker? The score of evaluation's recipe, and the
+decision at the threshold of the checkpoint (the EER point of Vox1-O measured in training) or at
+threshold=X."""
+import math
+import os
+
+from data.audio import AudioError
+from inference.embed import check_files, embed_vectors
+from inference.model import checkpoint_threshold, load_model
+from trainer.scoring import score_trials
+
+SIDES = ('enroll', 'test')
+
+
+def read_threshold(args):
+    """threshold=X as a number, or None when it is not given."""
+    if args['threshold'] is None:
+        return None
+    try:
+        value = float(args['threshold'])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f'threshold={args["threshold"]!r}: expected a number, the score from which to accept')
+    return value
+
+
+def check_pair(args, logger):
+    """The enroll and test files, each readable and long enough, or a user error naming the argument;
+    a file read converted (another rate, several channels) is said once."""
+    for side in SIDES:
+        if not args[side]:
+            raise ValueError(f'{side} is not set: mode=verify needs enroll=FILE and test=FILE')
+        readable, bad, notes = check_files(os.getcwd(), [args[side]], side)
+        if bad:
+            raise AudioError(f'{side}: {bad[args[side]]}')
+        for note in notes:
+            logger.log_text(note)
+
+
+def verify_checkpoint(args, logger, device, state):
+    """Scores enroll against test and decides; prints both, writes them to results.json."""
+    check_pair(args, logger)
+    given = read_threshold(args)
+    model, _ = load_model(state, args, logger, device)
+    full, segments = embed_vectors(model, os.getcwd(), [args['enroll'], args['test']], args, device)
+    score = float(score_trials(full, segments, [0], [1])[0])
+    threshold, where = (given, 'threshold given') if given is not None else checkpoint_threshold(state)
+    if threshold is None:
+        decision = None
+        logger.log_text(f'verify: score {score:.4f}; no decision: {where}; give threshold=X to decide')
+    else:
+        decision = 'accept' if score >= threshold else 'reject'
+        verdict = 'same speaker' if decision == 'accept' else 'different speakers'
+        logger.log_text(f'verify: score {score:.4f}, threshold {threshold:.4f} ({where}): {decision}, {verdict}')
+    summary = {'enroll': args['enroll'], 'test': args['test'], 'score': score, 'threshold': threshold,
+               'threshold_source': where, 'decision': decision}
+    logger.save_results(summary)
+    return summary
