@@ -37,6 +37,12 @@ class EpochState:
         return loss_means(self.sums)
 
 
+def global_step(epoch, step, steps_per_epoch):
+    """Optimizer steps since the run began, at step `step` of epoch `epoch` (1-based): the step of
+    the metrics logged every log_interval steps."""
+    return (epoch - 1) * steps_per_epoch + step
+
+
 def loss_means(sums):
     """{loss name: mean over the good steps}; sums holds LOSS_NAMES' sums, then the count (read from the device)."""
     values = sums.tolist()
@@ -166,8 +172,11 @@ def note_bad_files(job, epoch, step, bad, save_last, sums, state):
 
 
 def report_interval(job, epoch, step, steps, sums, bar):
-    """The running means of this epoch, read from the device (once per log_interval steps)."""
-    means = loss_means(sums)
+    """The running means of this epoch over the global batch (every rank takes this step at once),
+    read from the device once per log_interval steps and logged as train/<loss> at the global step."""
+    means = loss_means(distributed.sum_over_ranks(sums))
+    for name, value in means.items():
+        job.logger.log_metric(f'train/{name}', value, global_step(epoch, step, steps))
     bar.set_postfix(kd=f'{means["kd"]:.3f}', sv=f'{means["sv"]:.3f}', acc=f'{means["accuracy"]:.1f}')
     job.logger.log_text(f'epoch {epoch} step {step}/{steps}: loss/kd {means["kd"]:.4f} loss/sv {means["sv"]:.4f} '
                         f'accuracy {means["accuracy"]:.1f} % (running means)')
