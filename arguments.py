@@ -41,6 +41,20 @@ SYSTEM_ARGS = {
     'name': 'oskdft',
     'tags': 'oskdft',                   # comma separated
     'description': 'One-step knowledge distillation and fine-tuning for speaker verification',
+
+    # Experiment tracking: TensorBoard into the run folder; wandb and neptune each on when its user is set.
+    # Prefer the services' environment variables to a token here (this file is code: it gets copied and
+    # shared); every run keeps tokens out of its files, its output and the trackers either way.
+    'tensorboard': True,                # event files in <run folder>/tensorboard (tensorboard --logdir exp)
+    'wandb_user': None,                 # wandb entity (user or team): turns wandb on
+    'wandb_project': None,              # None: `project`
+    'wandb_token': None,                # None: WANDB_API_KEY
+    'wandb_mode': None,                 # online | offline (no network, `wandb sync` later); None: WANDB_MODE
+    'neptune_user': None,               # neptune workspace: turns neptune on
+    'neptune_project': None,            # None: `project`
+    'neptune_token': None,              # None: NEPTUNE_API_TOKEN
+    'neptune_mode': None,               # async | offline (no network, `neptune sync` later); None: NEPTUNE_MODE
+    'log_checkpoints': False,           # send best.pt to wandb (an artifact) and neptune (a file) at the end
 }
 
 # The experiment: every value is the paper's / the authors' code's default.

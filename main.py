@@ -169,13 +169,7 @@ def run(args, state):
     if not distributed.is_main():
         quiet_libraries()
     prepare(args)
-    run_dir = os.path.dirname(os.path.abspath(args['resume'])) if args['mode'] == 'train' and state else None
-    logger = (LogModuleController.Builder(args['name'], args['project'])
-              .tags(args['tags'].split(','))
-              .description(args['description'])
-              .save_source_files(PROJECT_ROOT)
-              .use_local(args['path_log'], run_dir)
-              .build(rank=distributed.rank()))
+    logger = build_logger(args, state)
     logger.log_parameter(args)
     if args['mode'] in SINGLE_PROCESS_MODES:
         logger.log_text(f'device {device}; mode={args["mode"]} with checkpoint={args["checkpoint"]} '
@@ -184,6 +178,7 @@ def run(args, state):
         logger.log_text(f'device {device} x {distributed.world_size()} process(es); '
                         f'{"embedded demo corpus" if args["demo"] else "dataset"} '
                         f'train={args["path_train"]} test={args["path_test"]}')
+    failed = True
     try:
         if args['mode'] in CHECKPOINT_MODES:
             results = CHECKPOINT_MODES[args['mode']](args, logger, device, state)
@@ -191,12 +186,33 @@ def run(args, state):
             results = train(args, logger, device, state)
         if results is not None:
             logger.log_text(f'results: { {k: v for k, v in results.items() if k not in ("params", "performance")} }')
+        failed = False
     except Exception as error:
         logger.log_text(f'stopped: {user_message(error)}')
         raise
     finally:
-        logger.finish()
+        logger.finish(failed)
     distributed.shutdown()
+
+
+def build_logger(args, state):
+    """The run folder (the resumed run's own, when resuming), TensorBoard, and wandb / neptune where
+    their user is set; rank 0 only."""
+    run_dir = os.path.dirname(os.path.abspath(args['resume'])) if args['mode'] == 'train' and state else None
+    builder = (LogModuleController.Builder(args['name'], args['project'])
+               .tags(args['tags'].split(','))
+               .description(args['description'])
+               .save_source_files(PROJECT_ROOT)
+               .use_local(args['path_log'], run_dir)
+               .log_checkpoints(args['log_checkpoints']))
+    if args['tensorboard']:
+        builder.use_tensorboard()
+    if args['wandb_user']:
+        builder.use_wandb(args['wandb_user'], args['wandb_token'], args['wandb_project'], args['wandb_mode'])
+    if args['neptune_user']:
+        builder.use_neptune(args['neptune_user'], args['neptune_token'], args['neptune_project'],
+                            args['neptune_mode'])
+    return builder.build(rank=distributed.rank())
 
 
 def quiet_libraries():

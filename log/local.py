@@ -1,23 +1,23 @@
 """The local backend: everything of a run as plain files in one run folder.
 
     <path_log>/<project>/<name>-<YYYYmmdd-HHMMSS>[-2, -3, ...]/
-        run.json  parameters.json  metrics.jsonl  log.txt  results.json  last.pt  best.pt
-        source/   scores/<trial list>.txt   plots/loss.png  plots/eer.png  plots/det_<trial list>.png
+        run.json  parameters.json  metrics.jsonl  log.txt  results.json  results.md  last.pt  best.pt
+        source/   scores/<trial list>.txt
+
+(The controller draws plots/ into the same folder; TensorBoard writes tensorboard/.)
 """
 import itertools
 import json
 import os
 import time
-from collections import defaultdict
 
 import numpy as np
 import torch
 
 from log.backend import LogBackend
-from log.plots import plot_curves, plot_det
+from log.report import results_markdown
 from log.source import copy_source_files
 from utils.checkpoint import save_checkpoint, write_atomic
-from utils.metrics import compute_eer, det_curve
 
 
 def create_run_dir(parent, name):
@@ -45,6 +45,9 @@ def write_json(path, data):
 
 
 class LocalBackend(LogBackend):
+    name = 'local'
+    essential = True        # the run's own record: failing to write it is the run's error
+
     def __init__(self, path_log, run, run_dir=None):
         """A new run folder under path_log, or, with run_dir, the existing folder of a run being
         resumed: its files are appended to, nothing in it is replaced."""
@@ -58,9 +61,9 @@ class LocalBackend(LogBackend):
                        {'name': run.name, 'project': run.project, 'tags': run.tags,
                         'description': run.description, 'start': time.strftime('%Y-%m-%d %H:%M:%S')})
             if run.source_root:
-                copy_source_files(run.source_root, os.path.join(self.run_dir, 'source'), skip=[path_log])
+                copy_source_files(run.source_root, os.path.join(self.run_dir, 'source'), skip=[path_log],
+                                  secrets=run.secrets)
         self.parameters = {}
-        self.history = defaultdict(list)        # metric name -> [(step, value)]
         self.metrics_file = open(self.path('metrics.jsonl'), 'a', encoding='utf-8')
         self.text_file = open(self.path('log.txt'), 'a', encoding='utf-8')
 
@@ -75,13 +78,9 @@ class LocalBackend(LogBackend):
         write_json(self.path('parameters.json'), self.parameters)
 
     def log_metric(self, name, value, step, at=None):
-        self.write_metric({'name': name, 'value': float(value), 'step': step, 'time': at or time.time()})
-        self.redraw_plots(name)
-
-    def write_metric(self, record):
+        record = {'name': name, 'value': float(value), 'step': step, 'time': at or time.time()}
         self.metrics_file.write(json.dumps(record) + '\n')
         self.metrics_file.flush()
-        self.history[record['name']].append((record['step'], record['value']))
 
     def restore_metrics(self, records):
         """metrics.jsonl rewritten to hold exactly these records (those a resumed checkpoint had
@@ -90,21 +89,6 @@ class LocalBackend(LogBackend):
         write_atomic(self.path('metrics.jsonl'), lambda file: file.writelines(json.dumps(r) + '\n' for r in records),
                      mode='w')
         self.metrics_file = open(self.path('metrics.jsonl'), 'a', encoding='utf-8')
-        self.history.clear()
-        for record in records:
-            self.history[record['name']].append((record['step'], record['value']))
-        for name in {record['name'] for record in records}:
-            self.redraw_plots(name)
-
-    def redraw_plots(self, name):
-        if name.startswith('loss/'):
-            self.redraw('loss.png', 'loss', lambda key: key.startswith('loss/'))
-        elif name.startswith('eval/') and name.endswith('/eer'):
-            self.redraw('eer.png', 'EER (%)', lambda key: key.startswith('eval/') and key.endswith('/eer'))
-
-    def redraw(self, file_name, ylabel, selects):
-        series = {name.split('/')[1]: points for name, points in self.history.items() if selects(name)}
-        write_atomic(self.path('plots', file_name), lambda file: plot_curves(file, series, ylabel, ylabel))
 
     def log_text(self, text):
         self.text_file.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} {text}\n')
@@ -118,15 +102,13 @@ class LocalBackend(LogBackend):
         lines = ''.join(f'{int(label)} {e} {t} {score:.8f}\n'
                         for label, e, t, score in zip(labels, enroll, test, scores))
         write_atomic(self.path('scores', f'{trial_list}.txt'), lambda file: file.write(lines), mode='w')
-        p_fa, p_miss = det_curve(scores, labels)
-        eer = compute_eer(scores, labels)
-        write_atomic(self.path('plots', f'det_{trial_list}.png'),
-                     lambda file: plot_det(file, p_fa, p_miss, eer, f'{trial_list} ({len(scores):,} trials)'))
 
     def save_results(self, results):
         write_json(self.path('results.json'), results)
+        text = results_markdown(results, self.parameters)
+        write_atomic(self.path('results.md'), lambda file: file.write(text), mode='w')
 
-    def finish(self):
+    def finish(self, failed=False):
         for file in (self.metrics_file, self.text_file):
             if not file.closed:
                 file.close()

@@ -15,9 +15,10 @@ def is_skipped_dir(path, name, skip_paths):
             or not any(entry.endswith('.py') for entry in os.listdir(path)))
 
 
-def copy_source_files(root, destination, skip=()):
+def copy_source_files(root, destination, skip=(), secrets=()):
     """Copies *.py, requirements.txt and README.md under root into destination, keeping relative
-    paths, with secrets redacted. skip: folders left out (the log folder). Returns the files copied."""
+    paths, with secrets redacted (secret-looking keys' literals, and the given secret values wherever
+    they stand). skip: folders left out (the log folder). Returns the files copied."""
     skip_paths = {os.path.realpath(path) for path in skip}
     copied = []
     for folder, dirs, files in os.walk(root):
@@ -28,7 +29,7 @@ def copy_source_files(root, destination, skip=()):
                 continue
             relative = os.path.relpath(os.path.join(folder, name), root)
             with open(os.path.join(root, relative), encoding='utf-8', errors='replace') as file:
-                text = redact_source(file.read())
+                text = redact_source(file.read(), secrets)
             target = os.path.join(destination, relative)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, 'w', encoding='utf-8') as file:

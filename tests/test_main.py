@@ -166,11 +166,15 @@ def test_processes_started_by_main_itself_train_as_one_job(corpus, tmp_path):
     """The path `python main.py` takes on a machine with several GPUs (one process each, started
     by main), run here on CPU with gloo."""
     paths = [f'{key}={value}' for key, value in corpus.items()]
-    args, state = main.resolve_arguments(paths + FAST + ['epoch=1', f'path_log={tmp_path}'])
+    args, state = main.resolve_arguments(paths + FAST + ['epoch=1', 'log_interval=3', f'path_log={tmp_path}'])
     distributed.spawn(main.run_reporting_errors, 2, args, state)
     (folder,) = (tmp_path / 'OS-KDFT').iterdir()
     assert 'device cpu x 2 process(es)' in (folder / 'log.txt').read_text()
     assert json.loads((folder / 'results.json').read_text())['Vox1-O']['trials'] == 16
+    metrics = {(m['name'], m['step']): m['value'] for m in read_metrics(folder)}
+    assert metrics[('train/sv', 3)] > 0
+    for name in ('kd', 'sv', 'total'):      # the interval means are the global batch's, as the epoch's are
+        assert metrics[(f'train/{name}', 6)] == pytest.approx(metrics[(f'loss/{name}', 1)], rel=1e-12)
 
 
 def test_a_spawned_process_reports_a_bad_argument_in_one_line(tmp_path, capfd):

@@ -39,6 +39,12 @@ class EpochState:
         return loss_means(self.sums)
 
 
+def global_step(epoch, step, steps_per_epoch):
+    """Optimizer steps since the run began, at step `step` of epoch `epoch` (1-based): the step of
+    the metrics logged every log_interval steps."""
+    return (epoch - 1) * steps_per_epoch + step
+
+
 def loss_means(sums):
     """{loss name: mean over the good steps}; sums holds LOSS_NAMES' sums, then the count (read from the device)."""
     values = sums.tolist()
@@ -175,13 +181,18 @@ def note_bad_files(job, epoch, step, bad, save_last, sums, state):
 
 
 def report_interval(job, epoch, step, steps, sums, reported, bar):
-    """Once per log_interval steps: the epoch's running means in the bar and, read from the device
-    at the same time, the interval's means (reported: the sums at the last report, brought up to
-    date). Without telemetry the log gets the running means; with it, the interval's losses of the
-    paths the method runs and its throughput, memory and time to finish, as metrics at the run's
-    step number, and the same in one line of log.txt."""
-    running, interval = (loss_means(row) for row in torch.stack([sums, sums - reported]).cpu())
+    """Once per log_interval steps, over the global batch (every rank takes this step at once): the
+    epoch's running means as train/<loss> and in the bar and, read from the device at the same time,
+    the interval's means (reported: the sums at the last report, brought up to date). Without
+    telemetry the log gets the running means; with it, the interval's losses of the paths the method
+    runs and its throughput, memory and time to finish, as metrics at the run's step number, and the
+    same in one line of log.txt."""
+    totals = distributed.sum_over_ranks(torch.stack([sums, sums - reported]))
+    running, interval = (loss_means(row) for row in totals.cpu())
     reported.copy_(sums)
+    at = global_step(epoch, step, steps)
+    for name, value in running.items():
+        job.logger.log_metric(f'train/{name}', value, at)
     postfix = dict(kd=f'{running["kd"]:.3f}', sv=f'{running["sv"]:.3f}', acc=f'{running["accuracy"]:.1f}')
     report = job.telemetry.interval(epoch, step, steps)
     if report is None:
@@ -191,9 +202,8 @@ def report_interval(job, epoch, step, steps, sums, reported, bar):
         return
     bar.set_postfix(postfix, eta=format_duration(report.eta_epoch), run=format_duration(report.eta_run))
     health = health_metrics(interval, METHODS[job.args['method']].paths(epoch, job.args))
-    global_step = (epoch - 1) * steps + step
     for name, value in {**health, **report.metrics()}.items():
-        job.logger.log_metric(name, value, global_step)
+        job.logger.log_metric(name, value, at)
     job.logger.log_text(f'epoch {epoch} step {step}/{steps}: {health_text(health)} (last {report.steps} steps) | '
                         f'{report.text()}')
     for warning in report.warnings:

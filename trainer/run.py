@@ -3,6 +3,7 @@ checkpoints: what last.pt / best.pt hold, and how a resumed run takes it back.""
 import os
 import time
 
+from log.redact import without_secrets
 from trainer.loop import EpochState
 from utils import distributed
 from utils.checkpoint import gather_rng_states, load_checkpoint, set_rng_state
@@ -36,7 +37,7 @@ class Run:
                 'model': self.raw_model.state_dict(), 'optimizer': self.job.optimizer.state_dict(),
                 'scaler': self.job.scaler.state_dict(), 'best': dict(self.best),
                 'metrics': list(self.job.logger.records), 'rng': rng, 'world_size': distributed.world_size(),
-                'num_classes': self.num_classes, 'args': dict(self.job.args), 'bad_files': list(self.job.bad_files),
+                'num_classes': self.num_classes, 'args': without_secrets(self.job.args), 'bad_files': list(self.job.bad_files),
                 'telemetry': self.job.telemetry.state_dict(),
                 'ssl_config': self.raw_model.student.ssl.config.to_dict(), 'params': self.params}
 

@@ -21,7 +21,7 @@ from models.ssl import count_parameters, load_teacher, preprocessor_normalizes
 from models.student import Student
 from trainer.evaluate import evaluate, training_cohort, trial_utterances
 from trainer.methods import METHODS
-from trainer.loop import EpochState, Job, StopSignal, loss_means, train_epoch
+from trainer.loop import EpochState, Job, StopSignal, global_step, loss_means, train_epoch
 from trainer.run import Run
 from trainer.schedule import group_lrs
 from trainer.telemetry import Telemetry, summary_text
@@ -161,22 +161,23 @@ def log_training(logger, epoch, lrs, losses):
                     f'accuracy {losses["accuracy"]:.1f} %')
 
 
-def log_evaluation(logger, results, epoch):
+def log_evaluation(logger, results, epoch, prefix='eval'):
+    """Each list's metrics as <prefix>/<list>/<metric> (eval: an epoch's model; final: the best model)."""
     for name, result in results.items():
-        log_list(logger, name, result, epoch)
+        log_list(logger, name, result, epoch, prefix)
         if 'asnorm' in result:
             norm = result['asnorm']
-            log_list(logger, f'{name}/asnorm', dict(norm, trials=result['trials']), epoch,
+            log_list(logger, f'{name}/asnorm', dict(norm, trials=result['trials']), epoch, prefix,
                      f' with AS-norm (top {norm["top_k"]} of {norm["cohort"]} cohort speakers)')
 
 
-def log_list(logger, name, result, epoch, how=''):
+def log_list(logger, name, result, epoch, prefix, how=''):
     if result.get('nonfinite'):
         logger.log_text(f'epoch {epoch} {name}: {result["nonfinite"]} of {result["trials"]} scores are not '
                         f'finite: not scored, the epoch does not count as an improvement')
         return
     for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
-        logger.log_metric(f'eval/{name}/{metric}', result[metric], epoch)
+        logger.log_metric(f'{prefix}/{name}/{metric}', result[metric], epoch)
     logger.log_text(f'epoch {epoch} {name}{how}: EER {result["eer"]:.3f} %, minDCF(0.05) '
                     f'{result["min_dcf_0.05"]:.4f}, minDCF(0.01) {result["min_dcf_0.01"]:.4f} '
                     f'({result["trials"]} trials)')
@@ -199,7 +200,7 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
                             f'{args["asnorm_cohort_utts"]} utterances each')
             cohort = training_cohort(model, manifest, args, device, show)
         results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
-    log_evaluation(logger, results, best_epoch)
+    log_evaluation(logger, results, best_epoch, prefix='final')
     summary = {}
     for name, result in results.items():
         trials = trial_lists[name]
@@ -298,7 +299,8 @@ def end_epoch(run, epoch, lrs, tuning, show):
     """The epoch's logs, its Vox1-O score, the best model, and last.pt (best.pt on an improvement)."""
     job = run.job
     log_training(job.logger, epoch, lrs, loss_means(distributed.sum_over_ranks(run.state.sums.to(job.device))))
-    job.logger.log_metric('train/skipped_steps', run.state.skipped, epoch)
+    steps = job.loader.batch_sampler.steps_per_epoch
+    job.logger.log_metric('train/skipped_steps', run.state.skipped, global_step(epoch, steps, steps))
     if run.state.skipped:
         job.logger.log_text(f'epoch {epoch}: {run.state.skipped} steps skipped (non-finite loss or gradients, '
                             f'or fp16 overflow while the loss scale settles); the means are over the others')
@@ -313,6 +315,7 @@ def end_epoch(run, epoch, lrs, tuning, show):
     if improved:
         run.best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}       # threshold: mode=verify's
         run.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in run.raw_model.state_dict().items()}
+    job.logger.end_epoch()
     run.epoch, run.state = epoch, EpochState()
     run.save(best_too=improved)
 

@@ -175,11 +175,13 @@ def test_results_scores_text_and_plots(tmp_path, capsys):
     for epoch in (1, 2):
         for name in ('kd', 'sv', 'total'):
             logger.log_metric(f'loss/{name}', 1.0 / epoch, epoch)
+        logger.log_metric('lr/backend', 1e-4 / epoch, epoch)
         logger.log_metric('eval/Vox1-O/eer', 30.0 / epoch, epoch)
         logger.log_metric('eval/Vox1-O/min_dcf_0.05', 0.9, epoch)
+        logger.end_epoch()
     logger.finish()
     plots = os.path.join(logger.run_dir, 'plots')
-    assert sorted(os.listdir(plots)) == ['det_Vox1-O.png', 'eer.png', 'loss.png']
+    assert sorted(os.listdir(plots)) == ['det_Vox1-O.png', 'eer.png', 'loss.png', 'lr.png', 'scores_Vox1-O.png']
     for name in os.listdir(plots):
         assert_valid_png(os.path.join(plots, name))
 

@@ -1,0 +1,94 @@
+"""results.md: a run's scores and key settings as a person reads them, built from results.json's dict
+and the run's parameters. Each section is one function of (results, parameters) in SECTIONS; a new
+section (a performance summary, ...) is one more function there."""
+
+import math
+
+TRIAL_LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
+
+# The settings that tell runs apart in a paper's table: results.md lists them, log.compare sets
+# them side by side.
+KEY_SETTINGS = (
+    'method',
+    'preset',
+    'model_name_or_path',
+    'num_hidden_layers',
+    'adapter_bottleneck',
+    'ecapa_channels',
+    'epoch',
+    'kd_epochs',
+    'batch_size',
+    'lr',
+    'asnorm_top_k',
+    'seed',
+)
+
+
+def scored_lists(results):
+    """The trial lists results holds, in the official order first."""
+    lists = [name for name, value in results.items() if isinstance(value, dict) and 'eer' in value]
+    return sorted(lists, key=lambda name: (TRIAL_LISTS.index(name) if name in TRIAL_LISTS else len(TRIAL_LISTS), name))
+
+
+def format_number(value, digits):
+    """A metric as text: '-' where there is none, 'not finite' for a diverged model's NaN."""
+    if value is None:
+        return '-'
+    if not math.isfinite(value):
+        return 'not finite'
+    return f'{value:.{digits}f}'
+
+
+def metric_cells(scores):
+    """EER (%), minDCF 0.05 and 0.01 of one list (or its AS-norm part) as table cells."""
+    scores = scores or {}
+    return [
+        format_number(scores.get('eer'), 3),
+        format_number(scores.get('min_dcf_0.05'), 4),
+        format_number(scores.get('min_dcf_0.01'), 4),
+    ]
+
+
+def table(header, rows):
+    """A markdown table."""
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(str(cell) for cell in row) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
+def title_section(results, parameters):
+    method = results.get('method', parameters.get('method', ''))
+    return f'# {parameters.get("name", "run")} ({method})'
+
+
+def scores_section(results, parameters):
+    """One row per trial list, and one more per list scored with AS-norm."""
+    rows = []
+    for name in scored_lists(results):
+        scores = results[name]
+        rows.append([name, scores.get('trials', '-'), *metric_cells(scores)])
+        if 'asnorm' in scores:
+            norm = scores['asnorm']
+            how = f'{name} + AS-norm (top {norm.get("top_k")} of {norm.get("cohort")})'
+            rows.append([how, scores.get('trials', '-'), *metric_cells(norm)])
+    if not rows:
+        return '## Scores\n\nNo trial list was scored.'
+    header = ['trial list', 'trials', 'EER (%)', 'minDCF 0.05', 'minDCF 0.01']
+    return f'## Scores of the best model (epoch {results.get("best_epoch", "-")})\n\n{table(header, rows)}'
+
+
+def settings_section(results, parameters):
+    rows = [[key, f'`{parameters[key]}`'] for key in KEY_SETTINGS if key in parameters]
+    params = results.get('params', {})
+    for part in ('teacher', 'student', 'backend'):
+        if part in params:
+            rows.append([f'{part} parameters', f'{params[part]:,}'])
+    return f'## Settings\n\n{table(["setting", "value"], rows)}'
+
+
+SECTIONS = (title_section, scores_section, settings_section)
+
+
+def results_markdown(results, parameters):
+    """results.md's text: every section of SECTIONS in turn."""
+    return '\n\n'.join(section(results, parameters) for section in SECTIONS) + '\n'
