@@ -4,71 +4,70 @@
 With every dataset path left at None the embedded demo runs: a small generated corpus
 and a tiny randomly initialised teacher, sized by DEMO below, so no download is needed.
 """
+
 import difflib
 
 # Paths and machine settings: where things are, not how the experiment behaves.
 SYSTEM_ARGS = {
-    'path_log': './exp',                # run folders are created under it
-    'path_cache': './.cache',           # the generated demo corpus is kept here and reused
-    'path_train': None,                 # VoxCeleb2 dev (or VoxCeleb1 dev) wav root: <root>/idXXXXX/<video>/xxxxx.wav
-    'path_test': None,                  # VoxCeleb1 wav root (dev + test) that the trial lists point into
-    'path_trials': None,                # folder holding the official trial lists named below
-    'path_musan': None,                 # MUSAN root with speech/, music/, noise/
-    'path_rir': None,                   # RIR root (e.g. RIRS_NOISES/simulated_rirs), searched recursively
-    'num_workers': 'auto',              # data-loading processes per GPU; auto: the cores shared among the GPUs
-    'eval_batch_seconds': 60.0,         # enrollment's memory budget: audio per forward, padding included (GPU:
-                                        # larger is faster while memory lasts; a CPU gains nothing from batches)
-    'device': 'auto',                   # 'auto' (CUDA when visible), 'cuda' or 'cpu'
-    'usable_gpu': None,                 # e.g. '0,1,2,3': the GPUs `python main.py` starts one process on each
-    'amp': 'auto',                      # 'none', 'bf16', 'fp16' (with loss scaling); auto: bf16 where the GPU has it
-    'compile': False,                   # torch.compile the student and ECAPA-TDNN
-    'mode': 'train',                    # 'train', or with `checkpoint`: 'evaluate' (scores the trial lists),
-                                        # 'export', 'embed' or 'verify' (README: the trained model in use)
-    'checkpoint': None,                 # a last.pt / best.pt of an earlier run, for every mode but train
-    'wav_list': None,                   # mode=embed: a text file of audio paths (one a line), or a folder
-    'out': None,                        # mode=export / embed: output folder (None: one in the run folder); embed
-                                        # continues what an interrupted run left in it
-    'enroll': None,                     # mode=verify: the enrollment recording
-    'test': None,                       # mode=verify: the recording verified against it
-    'threshold': None,                  # mode=verify: accept when score >= threshold; None: the checkpoint's own
-                                        # (the EER point of Vox1-O at the best epoch)
-    'resume': None,                     # a run's last.pt, or 'auto': the newest last.pt of this `name`
-    'checkpoint_minutes': 30.0,         # last.pt is also saved this often within an epoch (0: every step)
-    'max_bad_files': 100,               # unreadable training files skipped (each named in the log) before the run stops
-    'max_bad_steps': 50,                # this many non-finite steps in a row stop the run (last.pt saved)
-    'log_interval': 100,                # steps between reads of the losses from the device
+    'path_log': './exp',  # run folders are created under it
+    'path_cache': './.cache',  # the generated demo corpus is kept here and reused
+    'path_train': None,  # VoxCeleb2 dev (or VoxCeleb1 dev) wav root: <root>/idXXXXX/<video>/xxxxx.wav
+    'path_test': None,  # VoxCeleb1 wav root (dev + test) that the trial lists point into
+    'path_trials': None,  # folder holding the official trial lists named below
+    'path_musan': None,  # MUSAN root with speech/, music/, noise/
+    'path_rir': None,  # RIR root (e.g. RIRS_NOISES/simulated_rirs), searched recursively
+    'num_workers': 'auto',  # data-loading processes per GPU; auto: the cores shared among the GPUs
+    'eval_batch_seconds': 60.0,  # enrollment's memory budget: audio per forward, padding included (GPU:
+    # larger is faster while memory lasts; a CPU gains nothing from batches)
+    'device': 'auto',  # 'auto' (CUDA when visible), 'cuda' or 'cpu'
+    'usable_gpu': None,  # e.g. '0,1,2,3': the GPUs `python main.py` starts one process on each
+    'amp': 'auto',  # 'none', 'bf16', 'fp16' (with loss scaling); auto: bf16 where the GPU has it
+    'compile': False,  # torch.compile the student and ECAPA-TDNN
+    'mode': 'train',  # 'train', or with `checkpoint`: 'evaluate' (scores the trial lists),
+    # 'export', 'embed' or 'verify' (README: the trained model in use)
+    'checkpoint': None,  # a last.pt / best.pt of an earlier run, for every mode but train
+    'wav_list': None,  # mode=embed: a text file of audio paths (one a line), or a folder
+    'out': None,  # mode=export / embed: output folder (None: one in the run folder); embed
+    # continues what an interrupted run left in it
+    'enroll': None,  # mode=verify: the enrollment recording
+    'test': None,  # mode=verify: the recording verified against it
+    'threshold': None,  # mode=verify: accept when score >= threshold; None: the checkpoint's own
+    # (the EER point of Vox1-O at the best epoch)
+    'resume': None,  # a run's last.pt, or 'auto': the newest last.pt of this `name`
+    'checkpoint_minutes': 30.0,  # last.pt is also saved this often within an epoch (0: every step)
+    'max_bad_files': 100,  # unreadable training files skipped (each named in the log) before the run stops
+    'max_bad_steps': 50,  # this many non-finite steps in a row stop the run (last.pt saved)
+    'log_interval': 100,  # steps between reads of the losses from the device
     'project': 'OS-KDFT',
     'name': 'oskdft',
-    'tags': 'oskdft',                   # comma separated
+    'tags': 'oskdft',  # comma separated
     'description': 'One-step knowledge distillation and fine-tuning for speaker verification',
-
     # Experiment tracking: TensorBoard into the run folder; wandb and neptune each on when its user is set.
     # Prefer the services' environment variables to a token here (this file is code: it gets copied and
     # shared); every run keeps tokens out of its files, its output and the trackers either way.
-    'tensorboard': True,                # event files in <run folder>/tensorboard (tensorboard --logdir exp)
-    'wandb_user': None,                 # wandb entity (user or team): turns wandb on
-    'wandb_project': None,              # None: `project`
-    'wandb_token': None,                # None: WANDB_API_KEY
-    'wandb_mode': None,                 # online | offline (no network, `wandb sync` later); None: WANDB_MODE
-    'neptune_user': None,               # neptune workspace: turns neptune on
-    'neptune_project': None,            # None: `project`
-    'neptune_token': None,              # None: NEPTUNE_API_TOKEN
-    'neptune_mode': None,               # async | offline (no network, `neptune sync` later); None: NEPTUNE_MODE
-    'log_checkpoints': False,           # send best.pt to wandb (an artifact) and neptune (a file) at the end
+    'tensorboard': True,  # event files in <run folder>/tensorboard (tensorboard --logdir exp)
+    'wandb_user': None,  # wandb entity (user or team): turns wandb on
+    'wandb_project': None,  # None: `project`
+    'wandb_token': None,  # None: WANDB_API_KEY
+    'wandb_mode': None,  # online | offline (no network, `wandb sync` later); None: WANDB_MODE
+    'neptune_user': None,  # neptune workspace: turns neptune on
+    'neptune_project': None,  # None: `project`
+    'neptune_token': None,  # None: NEPTUNE_API_TOKEN
+    'neptune_mode': None,  # async | offline (no network, `neptune sync` later); None: NEPTUNE_MODE
+    'log_checkpoints': False,  # send best.pt to wandb (an artifact) and neptune (a file) at the end
 }
 
 # The experiment: every value is the paper's / the authors' code's default.
 EXPERIMENT_ARGS = {
-    'preset': 'auto',                   # demo | smoke | vox2 | vox1 (below); auto: demo without data, else vox2
-    'method': 'oskdft',                 # oskdft | ft (the whole teacher fine-tuned) | student_ft (no KD) | kd_ft
-    'kd_epochs': 100,                   # kd_ft: epochs of its KD-only first stage (then `epoch` of fine-tuning)
-    'model_name_or_path': 'facebook/wav2vec2-large-xlsr-53',    # hub id, local folder, or 'tiny'
-    'num_hidden_layers': 4,             # student transformer layers
+    'preset': 'auto',  # demo | smoke | vox2 | vox1 (below); auto: demo without data, else vox2
+    'method': 'oskdft',  # oskdft | ft (the whole teacher fine-tuned) | student_ft (no KD) | kd_ft
+    'kd_epochs': 100,  # kd_ft: epochs of its KD-only first stage (then `epoch` of fine-tuning)
+    'model_name_or_path': 'facebook/wav2vec2-large-xlsr-53',  # hub id, local folder, or 'tiny'
+    'num_hidden_layers': 4,  # student transformer layers
     'adapter_bottleneck': 64,
     'adapter_scale': 0.1,
-    'adapter_input_residual': False,    # True reproduces the original code's extra residual in the adapter
-    'normalize_wave': False,            # zero-mean unit-variance waves for teacher and student (the original: off)
-
+    'adapter_input_residual': False,  # True reproduces the original code's extra residual in the adapter
+    'normalize_wave': False,  # zero-mean unit-variance waves for teacher and student (the original: off)
     # ECAPA-TDNN back-end and AAM-softmax
     'ecapa_channels': 512,
     'embedding_size': 192,
@@ -77,33 +76,30 @@ EXPERIMENT_ARGS = {
     'spec_mask_p': 0.6,
     'aam_margin': 0.2,
     'aam_scale': 30.0,
-    'class_weight': True,               # cross-entropy weighted by total / speaker's utterances
-
+    'class_weight': True,  # cross-entropy weighted by total / speaker's utterances
     # losses and optimisation
-    'kd_weight': 100.0,                 # KD loss = MSE x kd_weight x (E - e) / E
-    'lr': 1e-4,                         # ECAPA + AAM base LR (cosine annealing with warm restarts)
+    'kd_weight': 100.0,  # KD loss = MSE x kd_weight x (E - e) / E
+    'lr': 1e-4,  # ECAPA + AAM base LR (cosine annealing with warm restarts)
     'lr_min': 1e-6,
     'T_0': 100,
     'T_mult': 1,
-    'student_warmup_epochs': 10,        # student LR = ECAPA LR x e / 10 for e < 10 ...
-    'student_lr_decay': 0.93,           # ... then the previous epoch's value x 0.93
-    'adapter_lr_ratio': 10.0,           # adapter LR = 10 x ECAPA LR
-
+    'student_warmup_epochs': 10,  # student LR = ECAPA LR x e / 10 for e < 10 ...
+    'student_lr_decay': 0.93,  # ... then the previous epoch's value x 0.93
+    'adapter_lr_ratio': 10.0,  # adapter LR = 10 x ECAPA LR
     # data
     'epoch': 100,
-    'batch_size': 128,                  # in total across all GPUs
-    'max_train_files': 0,               # train on a seeded random subset of this many files (0: all of them)
-    'num_train_frames': 200,            # x 160 samples at 16 kHz: 2 s crops
-    'min_train_seconds': 0.5,           # shorter training files are left out (counted in the log)
-    'num_test_frames': 300,             # 3 s evaluation segments
+    'batch_size': 128,  # in total across all GPUs
+    'max_train_files': 0,  # train on a seeded random subset of this many files (0: all of them)
+    'num_train_frames': 200,  # x 160 samples at 16 kHz: 2 s crops
+    'min_train_seconds': 0.5,  # shorter training files are left out (counted in the log)
+    'num_test_frames': 300,  # 3 s evaluation segments
     'num_seg': 5,
-    'asnorm_top_k': 0,                  # adaptive s-norm of the final scores (WeSpeaker: 300); 0: off
-    'asnorm_cohort_utts': 3,            # utterances per training speaker averaged into its cohort embedding
+    'asnorm_top_k': 0,  # adaptive s-norm of the final scores (WeSpeaker: 300); 0: off
+    'asnorm_cohort_utts': 3,  # utterances per training speaker averaged into its cohort embedding
     'aug_p': 0.6,
     'clip_p': 0.3,
     'ease_p': 0.3,
     'seed': 1,
-
     # trial lists in path_trials. None: the official names, the cleaned list first (veri_test2.txt, then
     # veri_test.txt; list_test_all2.txt / list_test_all.txt; list_test_hard2.txt / list_test_hard.txt);
     # a file name here is used as given; 'off' leaves the list out. A list that is not there is left out
@@ -120,23 +116,41 @@ DEMO = {
     'model_name_or_path': 'tiny',
     'num_hidden_layers': 2,
     'ecapa_channels': 128,
-    'spec_mask_freq': 12,               # the paper's 100 of 1024 channels, scaled to the tiny width
+    'spec_mask_freq': 12,  # the paper's 100 of 1024 channels, scaled to the tiny width
     'epoch': 8,
     'kd_epochs': 4,
     'T_0': 8,
-    'lr': 1e-3,                         # a short run from a random teacher learns faster at a higher LR
+    'lr': 1e-3,  # a short run from a random teacher learns faster at a higher LR
     'batch_size': 32,
-    'log_interval': 10,                 # three reports in each of the demo's 33-step epochs
+    'log_interval': 10,  # three reports in each of the demo's 33-step epochs
     'name': 'demo',
     'tags': 'oskdft,demo',
 }
 
 # The demo's sizes on the user's own data: one short epoch over max_train_files files, Vox1-O
 # scored, a tiny random teacher; proves the paths and the whole pipeline in minutes.
-SMOKE = {**{key: DEMO[key] for key in ('model_name_or_path', 'num_hidden_layers', 'ecapa_channels',
-                                       'spec_mask_freq', 'lr', 'batch_size', 'log_interval')},
-         'epoch': 1, 'kd_epochs': 1, 'T_0': 1, 'max_train_files': 2000, 'trials_vox1_e': 'off', 'trials_vox1_h': 'off',
-         'name': 'smoke', 'tags': 'oskdft,smoke'}
+SMOKE = {
+    **{
+        key: DEMO[key]
+        for key in (
+            'model_name_or_path',
+            'num_hidden_layers',
+            'ecapa_channels',
+            'spec_mask_freq',
+            'lr',
+            'batch_size',
+            'log_interval',
+        )
+    },
+    'epoch': 1,
+    'kd_epochs': 1,
+    'T_0': 1,
+    'max_train_files': 2000,
+    'trials_vox1_e': 'off',
+    'trials_vox1_h': 'off',
+    'name': 'smoke',
+    'tags': 'oskdft,smoke',
+}
 
 # The paper: VoxCeleb2 dev, scored on Vox1-O / E / H (0.98 % EER on Vox1-O with wav2vec2-large-xlsr-53).
 VOX2 = {'name': 'oskdft-vox2', 'tags': 'oskdft,vox2'}
@@ -177,8 +191,9 @@ def parse_value(key, text, default):
     try:
         return type(default)(text)
     except ValueError:
-        raise ArgumentError(f'{key}={text}: expected a value of type {type(default).__name__} '
-                            f'(default {default!r})') from None
+        raise ArgumentError(
+            f'{key}={text}: expected a value of type {type(default).__name__} (default {default!r})'
+        ) from None
 
 
 def parse_overrides(argv, defaults):

@@ -1,14 +1,15 @@
 """OS-KDFT: one-step knowledge distillation and fine-tuning for speaker verification.
 
-    python main.py                      # the embedded demo: no download, no GPU
-    python main.py key=value ...        # any key of arguments.py
-    torchrun --nproc_per_node=N main.py ...     # N processes (GPUs); plain `python main.py` uses every visible GPU
-    python main.py resume=auto          # continue the newest interrupted run of this name in its own folder
-    python main.py mode=evaluate checkpoint=exp/.../best.pt
-    python main.py mode=export checkpoint=exp/.../best.pt                         # TorchScript + ONNX + model.json
-    python main.py mode=embed checkpoint=exp/.../best.pt wav_list=FILE out=DIR    # embeddings of many files
-    python main.py mode=verify checkpoint=exp/.../best.pt enroll=a.wav test=b.wav
+python main.py                      # the embedded demo: no download, no GPU
+python main.py key=value ...        # any key of arguments.py
+torchrun --nproc_per_node=N main.py ...     # N processes (GPUs); plain `python main.py` uses every visible GPU
+python main.py resume=auto          # continue the newest interrupted run of this name in its own folder
+python main.py mode=evaluate checkpoint=exp/.../best.pt
+python main.py mode=export checkpoint=exp/.../best.pt                         # TorchScript + ONNX + model.json
+python main.py mode=embed checkpoint=exp/.../best.pt wav_list=FILE out=DIR    # embeddings of many files
+python main.py mode=verify checkpoint=exp/.../best.pt enroll=a.wav test=b.wav
 """
+
 import glob
 import os
 import re
@@ -33,12 +34,16 @@ from utils import distributed
 from utils.checkpoint import load_checkpoint
 
 PROJECT_ROOT = os.path.dirname(os.path.abspath(__file__))
-USER_ERRORS = (OSError, ValueError, TrainingDiverged)      # paths, audio, arguments, a diverging run
+USER_ERRORS = (OSError, ValueError, TrainingDiverged)  # paths, audio, arguments, a diverging run
 AMP_MODES = ('auto', 'none', 'bf16', 'fp16')
 # the modes that use a trained model (mode=train aside): each rebuilds it from `checkpoint` alone
-CHECKPOINT_MODES = {'evaluate': evaluate_checkpoint, 'export': export_checkpoint, 'embed': embed_checkpoint,
-                    'verify': verify_checkpoint}
-SINGLE_PROCESS_MODES = ('export', 'embed', 'verify')        # no trial lists to shard: one process does the work
+CHECKPOINT_MODES = {
+    'evaluate': evaluate_checkpoint,
+    'export': export_checkpoint,
+    'embed': embed_checkpoint,
+    'verify': verify_checkpoint,
+}
+SINGLE_PROCESS_MODES = ('export', 'embed', 'verify')  # no trial lists to shard: one process does the work
 
 
 def device_type(name):
@@ -67,8 +72,9 @@ def check_values(args):
     if args['mode'] == 'train' and args['epoch'] < 1:
         raise ArgumentError(f'epoch={args["epoch"]}: train for at least one epoch')
     if args['num_workers'] != 'auto' and not str(args['num_workers']).isdigit():
-        raise ArgumentError(f'num_workers={args["num_workers"]!r}: expected auto or a count (0: load in the '
-                            f'training process)')
+        raise ArgumentError(
+            f'num_workers={args["num_workers"]!r}: expected auto or a count (0: load in the training process)'
+        )
     if args['eval_batch_seconds'] <= 0:
         raise ArgumentError(f'eval_batch_seconds={args["eval_batch_seconds"]}: expected a positive number of seconds')
     if args['max_bad_steps'] < 1 or args['log_interval'] < 1:
@@ -117,16 +123,20 @@ def resolve_arguments(argv):
     if args['resume'] and args['mode'] == 'train':
         path = find_last_checkpoint(args) if args['resume'] == 'auto' else args['resume']
         if path is None:
-            print(f'resume=auto: no last.pt of a run named {args["name"]!r} under {args["path_log"]}; '
-                  f'starting a new run', flush=True)
+            print(
+                f'resume=auto: no last.pt of a run named {args["name"]!r} under {args["path_log"]}; starting a new run',
+                flush=True,
+            )
             return args, None
         state = load_checkpoint(path, 'resume')
         saved = state['args']
         changed = sorted(key for key in overrides if key in EXPERIMENT_ARGS and overrides[key] != saved.get(key))
         if changed:
             kept = ', '.join(f'{key}={saved.get(key)!r}' for key in changed)
-            raise ArgumentError(f'resume continues a run with its own settings: {", ".join(changed)} cannot change '
-                                f'(the run has {kept}); start a new run to change them')
+            raise ArgumentError(
+                f'resume continues a run with its own settings: {", ".join(changed)} cannot change '
+                f'(the run has {kept}); start a new run to change them'
+            )
         args = {**args, **saved, **overrides, 'resume': path}
         return args, state
     if args['mode'] in CHECKPOINT_MODES and args['checkpoint']:
@@ -148,7 +158,7 @@ def use_demo_corpus(args):
 def prepare(args):
     check_values(args)
     if args['mode'] in SINGLE_PROCESS_MODES:
-        return                          # a model and the user's files: no dataset
+        return  # a model and the user's files: no dataset
     if args['demo']:
         use_demo_corpus(args)
     check_paths(args)
@@ -159,7 +169,7 @@ def processes_to_start(args):
     if distributed.launched_as_job() or args['mode'] in SINGLE_PROCESS_MODES:
         return 1
     if args['usable_gpu']:
-        os.environ['CUDA_VISIBLE_DEVICES'] = args['usable_gpu']     # before anything asks CUDA
+        os.environ['CUDA_VISIBLE_DEVICES'] = args['usable_gpu']  # before anything asks CUDA
     return 1 if device_type(args['device']) == 'cpu' else max(torch.cuda.device_count(), 1)
 
 
@@ -172,12 +182,15 @@ def run(args, state):
     logger = build_logger(args, state)
     logger.log_parameter(args)
     if args['mode'] in SINGLE_PROCESS_MODES:
-        logger.log_text(f'device {device}; mode={args["mode"]} with checkpoint={args["checkpoint"]} '
-                        f'(epoch {state["epoch"]})')
+        logger.log_text(
+            f'device {device}; mode={args["mode"]} with checkpoint={args["checkpoint"]} (epoch {state["epoch"]})'
+        )
     else:
-        logger.log_text(f'device {device} x {distributed.world_size()} process(es); '
-                        f'{"embedded demo corpus" if args["demo"] else "dataset"} '
-                        f'train={args["path_train"]} test={args["path_test"]}')
+        logger.log_text(
+            f'device {device} x {distributed.world_size()} process(es); '
+            f'{"embedded demo corpus" if args["demo"] else "dataset"} '
+            f'train={args["path_train"]} test={args["path_test"]}'
+        )
     failed = True
     try:
         if args['mode'] in CHECKPOINT_MODES:
@@ -199,19 +212,20 @@ def build_logger(args, state):
     """The run folder (the resumed run's own, when resuming), TensorBoard, and wandb / neptune where
     their user is set; rank 0 only."""
     run_dir = os.path.dirname(os.path.abspath(args['resume'])) if args['mode'] == 'train' and state else None
-    builder = (LogModuleController.Builder(args['name'], args['project'])
-               .tags(args['tags'].split(','))
-               .description(args['description'])
-               .save_source_files(PROJECT_ROOT)
-               .use_local(args['path_log'], run_dir)
-               .log_checkpoints(args['log_checkpoints']))
+    builder = (
+        LogModuleController.Builder(args['name'], args['project'])
+        .tags(args['tags'].split(','))
+        .description(args['description'])
+        .save_source_files(PROJECT_ROOT)
+        .use_local(args['path_log'], run_dir)
+        .log_checkpoints(args['log_checkpoints'])
+    )
     if args['tensorboard']:
         builder.use_tensorboard()
     if args['wandb_user']:
         builder.use_wandb(args['wandb_user'], args['wandb_token'], args['wandb_project'], args['wandb_mode'])
     if args['neptune_user']:
-        builder.use_neptune(args['neptune_user'], args['neptune_token'], args['neptune_project'],
-                            args['neptune_mode'])
+        builder.use_neptune(args['neptune_user'], args['neptune_token'], args['neptune_project'], args['neptune_mode'])
     return builder.build(rank=distributed.rank())
 
 
@@ -227,7 +241,7 @@ def main(argv):
     if processes == 1:
         run(args, state)
         return
-    prepare(args)       # the corpus and the argument checks once, before any process starts
+    prepare(args)  # the corpus and the argument checks once, before any process starts
     print(f'starting {processes} processes, one per GPU', flush=True)
     distributed.spawn(run_reporting_errors, processes, args, state)
 
@@ -253,4 +267,4 @@ if __name__ == '__main__':
     except USER_ERRORS as error:
         sys.exit(f'error: {user_message(error)}')
     except ProcessExitedException:
-        sys.exit(1)         # a spawned process printed its error and stopped; the others were stopped
+        sys.exit(1)  # a spawned process printed its error and stopped; the others were stopped

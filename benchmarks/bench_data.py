@@ -14,6 +14,7 @@ arguments.py) and every item augmented (aug_p 1.0). Each is timed over --items r
 come from disk, so later repetitions may read from the page cache; the generated corpus is in it from
 the start. The last line is `bench_data: items_per_s=X`, the paper setting's rate.
 """
+
 import argparse
 import math
 import os
@@ -36,8 +37,9 @@ from data.voxceleb import scan_voxceleb  # noqa: E402
 from machine import describe  # noqa: E402
 
 # a corpus big enough that crops, MUSAN files and RIRs vary; made in a few seconds, once
-BENCH_DEMO = dict(num_train_speakers=20, videos_per_speaker=2, utterances_per_video=3, num_musan_per_kind=10,
-                  num_rirs=20)
+BENCH_DEMO = dict(
+    num_train_speakers=20, videos_per_speaker=2, utterances_per_video=3, num_musan_per_kind=10, num_rirs=20
+)
 
 
 def dataset_paths(args) -> dict:
@@ -47,8 +49,9 @@ def dataset_paths(args) -> dict:
         return given
     if any(given.values()):
         missing = ', '.join(f'--{key}' for key, value in given.items() if not value)
-        raise SystemExit(f'bench_data: give all of --path_train, --path_musan and --path_rir, or none; '
-                         f'missing {missing}')
+        raise SystemExit(
+            f'bench_data: give all of --path_train, --path_musan and --path_rir, or none; missing {missing}'
+        )
     return prepare_demo(os.path.join(args.path_cache, 'bench_data'), **BENCH_DEMO)
 
 
@@ -75,32 +78,41 @@ def main(args):
     aug_p, clip_p, ease_p = (EXPERIMENT_ARGS[key] for key in ('aug_p', 'clip_p', 'ease_p'))
     settings = {
         'none': None,
-        f'paper (aug_p {aug_p}, clip_p {clip_p}, ease_p {ease_p})':
-            Augmenter(paths['path_musan'], paths['path_rir'], aug_p, clip_p, ease_p),
-        f'every item (aug_p 1.0, clip_p {clip_p}, ease_p {ease_p})':
-            Augmenter(paths['path_musan'], paths['path_rir'], 1.0, clip_p, ease_p),
+        f'paper (aug_p {aug_p}, clip_p {clip_p}, ease_p {ease_p})': Augmenter(
+            paths['path_musan'], paths['path_rir'], aug_p, clip_p, ease_p
+        ),
+        f'every item (aug_p 1.0, clip_p {clip_p}, ease_p {ease_p})': Augmenter(
+            paths['path_musan'], paths['path_rir'], 1.0, clip_p, ease_p
+        ),
     }
-    print(f'bench_data: one worker (one process, {torch.get_num_threads()} torch thread), '
-          f'{num_samples / SAMPLE_RATE:.1f} s crops, {len(manifest.paths):,} training files of '
-          f'{len(manifest.speakers):,} speakers under {paths["path_train"]}')
+    print(
+        f'bench_data: one worker (one process, {torch.get_num_threads()} torch thread), '
+        f'{num_samples / SAMPLE_RATE:.1f} s crops, {len(manifest.paths):,} training files of '
+        f'{len(manifest.speakers):,} speakers under {paths["path_train"]}'
+    )
     print(f'{describe()}; {args.items} items x {args.repeats} repeats, median')
     width = max(len(name) for name in settings)
-    print(f'\n{"augmentation":<{width}} {"items/s":>9} {"ms/item":>8} {"range items/s":>16}  '
-          f'workers for {args.gpu_items_per_s:,.0f} items/s')
+    print(
+        f'\n{"augmentation":<{width}} {"items/s":>9} {"ms/item":>8} {"range items/s":>16}  '
+        f'workers for {args.gpu_items_per_s:,.0f} items/s'
+    )
     medians = {}
     for name, augment in settings.items():
-        dataset = TrainSet(manifest.paths, manifest.labels, num_samples, augment=augment,
-                           seed=EXPERIMENT_ARGS['seed'])
-        items_per_second(dataset, min(args.items, 20), 1, args.seed)          # warm-up: imports, first reads
+        dataset = TrainSet(manifest.paths, manifest.labels, num_samples, augment=augment, seed=EXPERIMENT_ARGS['seed'])
+        items_per_second(dataset, min(args.items, 20), 1, args.seed)  # warm-up: imports, first reads
         rates = items_per_second(dataset, args.items, args.repeats, args.seed)
         medians[name] = statistics.median(rates)
         workers = math.ceil(args.gpu_items_per_s / medians[name])
-        print(f'{name:<{width}} {medians[name]:9.1f} {1000 / medians[name]:8.2f} '
-              f'{min(rates):7.1f}-{max(rates):<8.1f}  {workers}')
+        print(
+            f'{name:<{width}} {medians[name]:9.1f} {1000 / medians[name]:8.2f} '
+            f'{min(rates):7.1f}-{max(rates):<8.1f}  {workers}'
+        )
     paper = list(medians.values())[1]
-    print(f'\nA GPU that trains on {args.gpu_items_per_s:,.0f} items/s needs num_workers >= '
-          f'{math.ceil(args.gpu_items_per_s / paper)} of these with the paper augmentation, each on its own '
-          f'core ({os.cpu_count()} here, shared with the training process).')
+    print(
+        f'\nA GPU that trains on {args.gpu_items_per_s:,.0f} items/s needs num_workers >= '
+        f'{math.ceil(args.gpu_items_per_s / paper)} of these with the paper augmentation, each on its own '
+        f'core ({os.cpu_count()} here, shared with the training process).'
+    )
     print(f'bench_data: items_per_s={paper:.1f}')
 
 
@@ -112,8 +124,12 @@ def parse_args(argv=None):
     parser.add_argument('--path_cache', default=SYSTEM_ARGS['path_cache'], help='where the generated corpus is kept')
     parser.add_argument('--items', type=int, default=1000, help='items per timed pass')
     parser.add_argument('--repeats', type=int, default=7, help='timed passes per setting')
-    parser.add_argument('--gpu-items-per-s', type=float, default=1000.0,
-                        help='the training rate of one GPU, items/s, to size num_workers for')
+    parser.add_argument(
+        '--gpu-items-per-s',
+        type=float,
+        default=1000.0,
+        help='the training rate of one GPU, items/s, to size num_workers for',
+    )
     parser.add_argument('--seed', type=int, default=0, help='which items are drawn')
     return parser.parse_args(argv)
 

@@ -11,6 +11,7 @@ Also with a per-frame-normalised front end (feat_extract_norm='layer', as in wav
 where full utterances are padded into one forward too. Last line: `bench_enroll: ratio=X` (the
 demo model's batched / one-at-a-time utterances per second).
 """
+
 import argparse
 import os
 import statistics
@@ -71,23 +72,26 @@ def compare(args, front_end_norm, root, keys, device, workers, repeats):
     model = demo_model(args, front_end_norm, device)
     num_samples = args['num_test_frames'] * FRAME_SAMPLES
     budget = round(args['eval_batch_seconds'] * SAMPLE_RATE)
-    loading = workers if device.type == 'cuda' else 0       # as trainer.evaluate.evaluate chooses
+    loading = workers if device.type == 'cuda' else 0  # as trainer.evaluate.evaluate chooses
 
     def run(max_samples, num_workers):
-        return embed_utterances(model, root, keys, num_samples, args['num_seg'], device, num_workers, False,
-                                max_samples)
+        return embed_utterances(
+            model, root, keys, num_samples, args['num_seg'], device, num_workers, False, max_samples
+        )
 
     previous_s, _ = timed(lambda: run(None, workers), repeats)
     alone_s, alone = timed(lambda: run(None, loading), repeats)
     batched_s, batched = timed(lambda: run(budget, loading), repeats)
     difference = max((a - b).abs().max().item() for a, b in zip(alone, batched))
     how = 'full utterances padded together' if front_end_norm == 'layer' else 'full utterances alone'
-    print(f"front end '{front_end_norm}' ({how}, segments batched):\n"
-          f'  previous (one at a time, {workers} loader workers) {len(keys) / previous_s:6.1f} utt/s\n'
-          f'  one at a time ({loading} loader workers)            {len(keys) / alone_s:6.1f} utt/s\n'
-          f'  batched ({loading} loader workers)                  {len(keys) / batched_s:6.1f} utt/s   '
-          f'{alone_s / batched_s:.2f}x one at a time, {previous_s / batched_s:.2f}x the previous; '
-          f'max |embedding difference| {difference:.1e}')
+    print(
+        f"front end '{front_end_norm}' ({how}, segments batched):\n"
+        f'  previous (one at a time, {workers} loader workers) {len(keys) / previous_s:6.1f} utt/s\n'
+        f'  one at a time ({loading} loader workers)            {len(keys) / alone_s:6.1f} utt/s\n'
+        f'  batched ({loading} loader workers)                  {len(keys) / batched_s:6.1f} utt/s   '
+        f'{alone_s / batched_s:.2f}x one at a time, {previous_s / batched_s:.2f}x the previous; '
+        f'max |embedding difference| {difference:.1e}'
+    )
     return alone_s / batched_s
 
 
@@ -100,10 +104,12 @@ def main():
     args = get_args([])[0]
     device = torch.device(options.device)
     workers = data_workers(args['num_workers'])
-    print(f'{describe()}; torch threads {torch.get_num_threads()}; device {device}; data workers {workers}; '
-          f'eval_batch_seconds {args["eval_batch_seconds"]}; {options.utterances} utterances of 4-20 s, '
-          f'{args["num_seg"]} segments of {args["num_test_frames"] * FRAME_SAMPLES / SAMPLE_RATE:.0f} s each; '
-          f'median of {options.repeats}')
+    print(
+        f'{describe()}; torch threads {torch.get_num_threads()}; device {device}; data workers {workers}; '
+        f'eval_batch_seconds {args["eval_batch_seconds"]}; {options.utterances} utterances of 4-20 s, '
+        f'{args["num_seg"]} segments of {args["num_test_frames"] * FRAME_SAMPLES / SAMPLE_RATE:.0f} s each; '
+        f'median of {options.repeats}'
+    )
     with tempfile.TemporaryDirectory() as root:
         keys = write_utterances(root, options.utterances)
         ratio = compare(args, 'group', root, keys, device, workers, options.repeats)

@@ -11,6 +11,7 @@ none, so the tree is then dated an hour back, scanned anew and the cached load t
 cached loads must read no header. The last line is `bench_manifest: cached_load_s=X`, the old tree's
 cached load.
 """
+
 import io
 import os
 import statistics
@@ -38,20 +39,23 @@ REPEATS = 3
 def tiny_wav() -> bytes:
     """The bytes of one 400-sample 16 kHz mono 16-bit wav, written once and copied to every path."""
     buffer = io.BytesIO()
-    sf.write(buffer, np.zeros(SAMPLES, np.float32), 16000, format="WAV", subtype="PCM_16")
+    sf.write(buffer, np.zeros(SAMPLES, np.float32), 16000, format='WAV', subtype='PCM_16')
     return buffer.getvalue()
 
 
 def write_tree(root):
     """NUM_FILES files spread evenly over NUM_SPEAKERS x VIDEOS_PER_SPEAKER video folders."""
     data = tiny_wav()
-    videos = [os.path.join(root, f"id{10001 + s:05d}", f"video{v:02d}xxxxx")
-              for s in range(NUM_SPEAKERS) for v in range(VIDEOS_PER_SPEAKER)]
+    videos = [
+        os.path.join(root, f'id{10001 + s:05d}', f'video{v:02d}xxxxx')
+        for s in range(NUM_SPEAKERS)
+        for v in range(VIDEOS_PER_SPEAKER)
+    ]
     per_video = np.diff(np.linspace(0, NUM_FILES, len(videos) + 1).round().astype(np.int64))  # (videos,)
     for folder, count in zip(videos, per_video.tolist()):
         os.makedirs(folder)
         for u in range(count):
-            with open(os.path.join(folder, f"{u + 1:05d}.wav"), "wb") as f:
+            with open(os.path.join(folder, f'{u + 1:05d}.wav'), 'wb') as f:
                 f.write(data)
     return len(videos)
 
@@ -70,6 +74,7 @@ def counting(name, calls):
     def wrapper(*args):
         calls[name] += 1
         return real(*args)
+
     setattr(manifest, name, wrapper)
 
 
@@ -84,36 +89,42 @@ def cached_loads(root, cache, calls):
     for name in calls:
         calls[name] = 0
     seconds = statistics.median(timed(root, cache)[0] for _ in range(REPEATS))
-    return seconds, calls["_read_header"], calls["_list_folder"] // REPEATS
+    return seconds, calls['_read_header'], calls['_list_folder'] // REPEATS
 
 
 def main():
     calls = {}
-    counting("_read_header", calls)
-    counting("_list_folder", calls)
+    counting('_read_header', calls)
+    counting('_list_folder', calls)
     with tempfile.TemporaryDirectory() as scratch:
-        root, cache = os.path.join(scratch, "vox1"), os.path.join(scratch, "cache")
+        root, cache = os.path.join(scratch, 'vox1'), os.path.join(scratch, 'cache')
         start = time.perf_counter()
         num_videos = write_tree(root)
-        print(f"bench_manifest: {cpu_model()}, {os.cpu_count()} logical cores; tree of {NUM_FILES:,} files, "
-              f"{NUM_SPEAKERS:,} speakers, {num_videos:,} video folders written in {time.perf_counter() - start:.1f} s")
+        print(
+            f'bench_manifest: {cpu_model()}, {os.cpu_count()} logical cores; tree of {NUM_FILES:,} files, '
+            f'{NUM_SPEAKERS:,} speakers, {num_videos:,} video folders written in {time.perf_counter() - start:.1f} s'
+        )
         first_s, found = timed(root, cache)
         assert len(found.paths) == NUM_FILES and len(found.speakers) == NUM_SPEAKERS, (len(found.paths), found.notes)
-        assert calls["_read_header"] == NUM_FILES
-        print(f"files={len(found.paths):,} speakers={len(found.speakers):,} first_scan_s={first_s:.3f} "
-              f"(prefetch threads {manifest.PREFETCH_THREADS}) notes={found.notes}")
+        assert calls['_read_header'] == NUM_FILES
+        print(
+            f'files={len(found.paths):,} speakers={len(found.speakers):,} first_scan_s={first_s:.3f} '
+            f'(prefetch threads {manifest.PREFETCH_THREADS}) notes={found.notes}'
+        )
         fresh_s, reads, listed = cached_loads(root, cache, calls)
-        print(f"fresh tree: cached_load_s={fresh_s:.3f} header_reads={reads} folders_listed_again={listed}")
-        assert reads == 0, "a cache hit read headers"
+        print(f'fresh tree: cached_load_s={fresh_s:.3f} header_reads={reads} folders_listed_again={listed}')
+        assert reads == 0, 'a cache hit read headers'
         date_back(root, 3600)
         rescan_s, _ = timed(root, cache)
         old_s, reads, listed = cached_loads(root, cache, calls)
         cache_mb = os.path.getsize(manifest.cache_path(cache, root)) / 1e6
-        print(f"tree dated an hour back: rescan_s={rescan_s:.3f} cached_load_s={old_s:.3f} header_reads={reads} "
-              f"folders_listed_again={listed} cache_file_mb={cache_mb:.1f}")
-        assert reads == 0, "a cache hit read headers"
-    print(f"bench_manifest: cached_load_s={old_s:.3f}")
+        print(
+            f'tree dated an hour back: rescan_s={rescan_s:.3f} cached_load_s={old_s:.3f} header_reads={reads} '
+            f'folders_listed_again={listed} cache_file_mb={cache_mb:.1f}'
+        )
+        assert reads == 0, 'a cache hit read headers'
+    print(f'bench_manifest: cached_load_s={old_s:.3f}')
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

@@ -23,6 +23,7 @@ before and just after the run is printed (a few % when the machine was idle).
 About 40 s on 2 idle CPU cores. The last line is `bench_model_size: size_reduction=X
 time_reduction=Y` for the xlsr-53 shape (%, the time at 6 s).
 """
+
 import statistics
 import sys
 import time
@@ -43,28 +44,61 @@ SAMPLE_RATE = 16000
 VOXCELEB2_SPEAKERS = 5994
 PAPER_SIZE_REDUCTION = 76.2
 PAPER_TIME_REDUCTION = 79.0
-ORIGINAL_ECAPA_WIDTH = 1024         # the original code's ECAPA-TDNN input, hard-coded to xlsr-53's width
+ORIGINAL_ECAPA_WIDTH = 1024  # the original code's ECAPA-TDNN input, hard-coded to xlsr-53's width
 ORIGINAL_ECAPA_PARAMS = 9_394_816
 
 # The fields of the public config.json files that shape the model (the rest, e.g. the quantizer's,
 # belong to Wav2Vec2ForPreTraining or to fine-tuning heads). Dropouts, LayerDrop and masking are
 # the training-time regularisation the student keeps; in eval mode they do nothing.
-COMMON = dict(conv_dim=(512,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-              feat_extract_activation='gelu', hidden_act='gelu', num_conv_pos_embeddings=128,
-              num_conv_pos_embedding_groups=16, layer_norm_eps=1e-5, activation_dropout=0.0, attention_dropout=0.1,
-              hidden_dropout=0.1, feat_proj_dropout=0.1, mask_time_prob=0.05, mask_time_length=10,
-              mask_feature_prob=0.0, vocab_size=32)
+COMMON = dict(
+    conv_dim=(512,) * 7,
+    conv_stride=(5, 2, 2, 2, 2, 2, 2),
+    conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+    feat_extract_activation='gelu',
+    hidden_act='gelu',
+    num_conv_pos_embeddings=128,
+    num_conv_pos_embedding_groups=16,
+    layer_norm_eps=1e-5,
+    activation_dropout=0.0,
+    attention_dropout=0.1,
+    hidden_dropout=0.1,
+    feat_proj_dropout=0.1,
+    mask_time_prob=0.05,
+    mask_time_length=10,
+    mask_feature_prob=0.0,
+    vocab_size=32,
+)
 SHAPES = {
-    'wav2vec2-base': dict(COMMON, num_hidden_layers=12, hidden_size=768, num_attention_heads=12,
-                          intermediate_size=3072, feat_extract_norm='group', do_stable_layer_norm=False,
-                          conv_bias=False, layerdrop=0.05),
-    'wav2vec2-large-xlsr-53': dict(COMMON, num_hidden_layers=24, hidden_size=1024, num_attention_heads=16,
-                                   intermediate_size=4096, feat_extract_norm='layer', do_stable_layer_norm=True,
-                                   conv_bias=True, layerdrop=0.1),
+    'wav2vec2-base': dict(
+        COMMON,
+        num_hidden_layers=12,
+        hidden_size=768,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        feat_extract_norm='group',
+        do_stable_layer_norm=False,
+        conv_bias=False,
+        layerdrop=0.05,
+    ),
+    'wav2vec2-large-xlsr-53': dict(
+        COMMON,
+        num_hidden_layers=24,
+        hidden_size=1024,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        feat_extract_norm='layer',
+        do_stable_layer_norm=True,
+        conv_bias=True,
+        layerdrop=0.1,
+    ),
 }
 # timed runs per (shape, seconds) after one warm-up run each; xlsr-53's teacher at 6 s takes 1 s a run on 2 cores
-REPEATS = {('wav2vec2-base', 2): 11, ('wav2vec2-base', 6): 9, ('wav2vec2-large-xlsr-53', 2): 9,
-           ('wav2vec2-large-xlsr-53', 6): 7}
+REPEATS = {
+    ('wav2vec2-base', 2): 11,
+    ('wav2vec2-base', 6): 9,
+    ('wav2vec2-large-xlsr-53', 2): 9,
+    ('wav2vec2-large-xlsr-53', 6): 7,
+}
 SECONDS = (2, 6)
 
 
@@ -91,8 +125,11 @@ def time_side_by_side(teacher, student, seconds, repeats):
     batch 1: they run in turn, after one untimed warm-up each, so that a change in the machine's
     load touches all alike."""
     wave = torch.randn(1, seconds * SAMPLE_RATE, generator=torch.Generator().manual_seed(seconds))
-    runs = {'teacher': lambda: teacher(wave).last_hidden_state, 'student': lambda: student(wave, adapters=True),
-            'cnn': lambda: student.extract_features(wave)}
+    runs = {
+        'teacher': lambda: teacher(wave).last_hidden_state,
+        'student': lambda: student(wave, adapters=True),
+        'cnn': lambda: student.extract_features(wave),
+    }
     times = {name: [] for name in runs}
     with torch.inference_mode():
         for name, run in runs.items():
@@ -113,53 +150,68 @@ def report_shape(name, config, args):
     start = time.perf_counter()
     teacher = build_teacher(config)
     model = build_model(args, teacher, VOXCELEB2_SPEAKERS).eval()
-    print(f'\n{name}: {config["num_hidden_layers"]} layers, hidden {config["hidden_size"]}, '
-          f'{config["num_attention_heads"]} heads, FFN {config["intermediate_size"]}; student '
-          f'{args["num_hidden_layers"]} layers, adapters of {args["adapter_bottleneck"]} '
-          f'(built in {time.perf_counter() - start:.0f} s)')
+    print(
+        f'\n{name}: {config["num_hidden_layers"]} layers, hidden {config["hidden_size"]}, '
+        f'{config["num_attention_heads"]} heads, FFN {config["intermediate_size"]}; student '
+        f'{args["num_hidden_layers"]} layers, adapters of {args["adapter_bottleneck"]} '
+        f'(built in {time.perf_counter() - start:.0f} s)'
+    )
     counts = sizes(teacher, model)
     for part, count in counts.items():
         print(f'  {part:<12} {count:>12,}')
-    parts = {'CNN feature encoder': teacher.feature_extractor, 'projection': teacher.feature_projection,
-             'positional conv': teacher.encoder.pos_conv_embed, 'one layer': teacher.encoder.layers[0]}
+    parts = {
+        'CNN feature encoder': teacher.feature_extractor,
+        'projection': teacher.feature_projection,
+        'positional conv': teacher.encoder.pos_conv_embed,
+        'one layer': teacher.encoder.layers[0],
+    }
     print('  of the SSL: ' + ', '.join(f'{part} {count_parameters(module):,}' for part, module in parts.items()))
     deployed = counts['student SSL'] + counts['adapters'] + counts['ECAPA-TDNN']
     full = counts['teacher SSL'] + counts['ECAPA-TDNN']
     size = reduction(deployed, full)
-    print(f'  size: student SSL + adapters + ECAPA {deployed:,} vs teacher SSL + ECAPA {full:,}: '
-          f'{size:.1f} % smaller (paper: {PAPER_SIZE_REDUCTION} %)')
-    print(f'        SSL alone, student + adapters vs teacher: '
-          f'{reduction(counts["student SSL"] + counts["adapters"], counts["teacher SSL"]):.1f} % smaller; '
-          f'AAM head included on both sides: '
-          f'{reduction(deployed + counts["AAM head"], full + counts["AAM head"]):.1f} %')
+    print(
+        f'  size: student SSL + adapters + ECAPA {deployed:,} vs teacher SSL + ECAPA {full:,}: '
+        f'{size:.1f} % smaller (paper: {PAPER_SIZE_REDUCTION} %)'
+    )
+    print(
+        f'        SSL alone, student + adapters vs teacher: '
+        f'{reduction(counts["student SSL"] + counts["adapters"], counts["teacher SSL"]):.1f} % smaller; '
+        f'AAM head included on both sides: '
+        f'{reduction(deployed + counts["AAM head"], full + counts["AAM head"]):.1f} %'
+    )
     time_cut = None
     for seconds in SECONDS:
         repeats = REPEATS[(name, seconds)]
         medians = time_side_by_side(teacher, model.student, seconds, repeats)
         time_cut = reduction(medians['student'], medians['teacher'])
         after_cnn = reduction(medians['student'] - medians['cnn'], medians['teacher'] - medians['cnn'])
-        print(f'  SSL inference, {seconds} s of audio (median of {repeats}): teacher '
-              f'{medians["teacher"] * 1000:.0f} ms, student {medians["student"] * 1000:.0f} ms: '
-              f'{time_cut:.1f} % less (paper: {PAPER_TIME_REDUCTION:.0f} %)')
-        print(f'        of each, the CNN feature encoder {medians["cnn"] * 1000:.0f} ms; after it '
-              f'{after_cnn:.1f} % less')
+        print(
+            f'  SSL inference, {seconds} s of audio (median of {repeats}): teacher '
+            f'{medians["teacher"] * 1000:.0f} ms, student {medians["student"] * 1000:.0f} ms: '
+            f'{time_cut:.1f} % less (paper: {PAPER_TIME_REDUCTION:.0f} %)'
+        )
+        print(
+            f'        of each, the CNN feature encoder {medians["cnn"] * 1000:.0f} ms; after it {after_cnn:.1f} % less'
+        )
     return size, time_cut
 
 
 def report_original_ecapa(args):
     """Ours takes the SSL width as input; the original hard-coded 1024 (xlsr-53's width)."""
     ours = count_parameters(EcapaTdnn(ORIGINAL_ECAPA_WIDTH, args['ecapa_channels'], args['embedding_size']))
-    same = 'the same' if ours == ORIGINAL_ECAPA_PARAMS else f'DIFFERENT from the original\'s {ORIGINAL_ECAPA_PARAMS:,}'
-    print(f'\nECAPA-TDNN at the original\'s {ORIGINAL_ECAPA_WIDTH}-wide input: ours {ours:,}, {same}')
+    same = 'the same' if ours == ORIGINAL_ECAPA_PARAMS else f"DIFFERENT from the original's {ORIGINAL_ECAPA_PARAMS:,}"
+    print(f"\nECAPA-TDNN at the original's {ORIGINAL_ECAPA_WIDTH}-wide input: ours {ours:,}, {same}")
 
 
 def cpu_busy(seconds=1.0):
     """The share of all cores busy over the next `seconds`, from /proc/stat (Linux), with a warning
     when other processes hold the CPU."""
+
     def totals():
         with open('/proc/stat') as file:
             values = [int(v) for v in file.readline().split()[1:]]
-        return sum(values), values[3] + values[4]                     # all, idle + iowait
+        return sum(values), values[3] + values[4]  # all, idle + iowait
+
     try:
         total, idle = totals()
         time.sleep(seconds)

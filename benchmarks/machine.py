@@ -1,4 +1,5 @@
 """What every benchmark prints about the machine it ran on (utils.hardware, the run logs' source too)."""
+
 import sys
 from pathlib import Path
 

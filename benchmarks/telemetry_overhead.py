@@ -13,6 +13,7 @@ order; the overhead is the median over the rounds of (block time on / block time
 measured back to back so that a change in the machine's load hits both. The last line is
 `telemetry_overhead: percent=X` (the issue's bound: at most 2).
 """
+
 import argparse
 import statistics
 import sys
@@ -60,7 +61,7 @@ def demo_batches(args, logger, count):
 
 def main():
     options = parse_args()
-    args = get_args([])[0]                      # the demo: preset, sizes, log_interval
+    args = get_args([])[0]  # the demo: preset, sizes, log_interval
     steps = args['log_interval']
     with tempfile.TemporaryDirectory() as path_log:
         logger = LogModuleController.Builder('overhead', 'benchmark').use_local(path_log).build()
@@ -71,16 +72,20 @@ def main():
         model = build_model(args, teacher, speakers)
         optimizer = build_optimizer(model)
         set_lrs(optimizer, 1, args)
-        job = Job(model, teacher, None, optimizer, torch.amp.GradScaler('cpu', enabled=False), None, args, CPU,
-                  logger)
-        sides = {'on': Telemetry(CPU, num_workers=data_workers(args['num_workers']), batch_size=args['batch_size']),
-                 'off': Telemetry(enabled=False)}
+        job = Job(model, teacher, None, optimizer, torch.amp.GradScaler('cpu', enabled=False), None, args, CPU, logger)
+        sides = {
+            'on': Telemetry(CPU, num_workers=data_workers(args['num_workers']), batch_size=args['batch_size']),
+            'off': Telemetry(enabled=False),
+        }
         times = {'on': [], 'off': []}
-        print(f'{describe()}; torch threads {torch.get_num_threads()}; the demo\'s steps (batch {args["batch_size"]} '
-              f'x {args["num_train_frames"] / 100:.0f} s, log_interval {steps}); {options.rounds} rounds of one '
-              f'{steps}-step block a side', flush=True)
-        for round_ in range(-1, options.rounds):          # round -1: warm-up, not counted
-            for side in (('on', 'off') if round_ % 2 == 0 else ('off', 'on')):
+        print(
+            f"{describe()}; torch threads {torch.get_num_threads()}; the demo's steps (batch {args['batch_size']} "
+            f'x {args["num_train_frames"] / 100:.0f} s, log_interval {steps}); {options.rounds} rounds of one '
+            f'{steps}-step block a side',
+            flush=True,
+        )
+        for round_ in range(-1, options.rounds):  # round -1: warm-up, not counted
+            for side in ('on', 'off') if round_ % 2 == 0 else ('off', 'on'):
                 job.telemetry = sides[side]
                 job.loader = [batches[i % len(batches)] for i in range(steps)]
                 start = time.perf_counter()
@@ -90,12 +95,16 @@ def main():
         logger.finish()
     ratios = [on / off for on, off in zip(times['on'], times['off'])]
     for side in ('off', 'on'):
-        print(f'telemetry {side:3s}: median {statistics.median(times[side]) / steps:.4f} s/step, fastest '
-              f'{min(times[side]) / steps:.4f} s/step')
+        print(
+            f'telemetry {side:3s}: median {statistics.median(times[side]) / steps:.4f} s/step, fastest '
+            f'{min(times[side]) / steps:.4f} s/step'
+        )
     percent = (statistics.median(ratios) - 1) * 100
     sides = statistics.median(times['on']) / statistics.median(times['off'])
-    print(f'per-round ratio on / off: median {statistics.median(ratios):.4f}, range {min(ratios):.4f} - '
-          f'{max(ratios):.4f}; ratio of the sides\' medians {sides:.4f}')
+    print(
+        f'per-round ratio on / off: median {statistics.median(ratios):.4f}, range {min(ratios):.4f} - '
+        f"{max(ratios):.4f}; ratio of the sides' medians {sides:.4f}"
+    )
     print(f'telemetry_overhead: percent={percent:.2f}')
 
 

@@ -23,6 +23,7 @@ command line win over --base and --xlsr. The last line is `gpu_train_step: ratio
 as the line above it: on a shared machine the fastest step is the one that other processes'
 load disturbed least).
 """
+
 import argparse
 import copy
 import dataclasses
@@ -48,26 +49,53 @@ from trainer.methods.oskdft import step_losses  # noqa: E402
 
 SAMPLE_RATE = 16000
 KD_WEIGHT = 100.0
-BASE_SHAPE = dict(hidden=768, teacher_layers=12, student_layers=4, conv_dim=512, intermediate=3072, heads=12,
-                  ecapa_channels=512, batch=4)
-XLSR_SHAPE = dict(hidden=1024, teacher_layers=24, student_layers=4, conv_dim=512, intermediate=4096, heads=16,
-                  ecapa_channels=512, batch=16, stable_layer_norm=True)
+BASE_SHAPE = dict(
+    hidden=768,
+    teacher_layers=12,
+    student_layers=4,
+    conv_dim=512,
+    intermediate=3072,
+    heads=12,
+    ecapa_channels=512,
+    batch=4,
+)
+XLSR_SHAPE = dict(
+    hidden=1024,
+    teacher_layers=24,
+    student_layers=4,
+    conv_dim=512,
+    intermediate=4096,
+    heads=16,
+    ecapa_channels=512,
+    batch=16,
+    stable_layer_norm=True,
+)
 DEVICE_DEFAULTS = {
     'cpu': dict(ours_amp='none', original_attention='sdpa', warmup=1, steps=8),
     'cuda': dict(ours_amp='bf16', original_attention='eager', warmup=3, steps=20),
 }
 # dense bf16 tensor-core peaks, FLOP/s, by a part of torch.cuda.get_device_name(); the first match counts
-PEAK_BF16_FLOPS = (('H100 PCIe', 756e12), ('H100 NVL', 835e12), ('H200 NVL', 835e12), ('H100', 989e12),
-                   ('H200', 989e12), ('A100', 312e12), ('L40S', 362e12))
+PEAK_BF16_FLOPS = (
+    ('H100 PCIe', 756e12),
+    ('H100 NVL', 835e12),
+    ('H200 NVL', 835e12),
+    ('H100', 989e12),
+    ('H200', 989e12),
+    ('A100', 312e12),
+    ('L40S', 362e12),
+)
 # the flop counter knows the CUDA SDPA kernels only; CPU SDPA runs this one where attention has no dropout
 # (the frozen teacher, and every layer in step_flops' eval mode)
+ATEN = torch.ops.aten
 CPU_SDPA_FLOPS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
-        lambda query, key, value, *args, **kwargs: sdpa_flop_count(query, key, value),
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
-        lambda grad, query, key, value, *args, **kwargs: sdpa_backward_flop_count(grad, query, key, value),
+    ATEN._scaled_dot_product_flash_attention_for_cpu: lambda query, key, value, *args, **kwargs: sdpa_flop_count(
+        query, key, value
+    ),
+    ATEN._scaled_dot_product_flash_attention_for_cpu_backward: lambda grad, query, key, value, *args, **kwargs: (
+        sdpa_backward_flop_count(grad, query, key, value)
+    ),
 }
-GIB = 2 ** 30
+GIB = 2**30
 
 
 def parse_args(argv=None):
@@ -77,16 +105,22 @@ def parse_args(argv=None):
     preset.add_argument('--xlsr', action='store_true', help='the wav2vec2-large-xlsr-53 shape, batch 16')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument('--ours-amp', choices=('none', 'bf16'), help='default: bf16 on CUDA, none on CPU')
-    parser.add_argument('--original-attention', choices=('sdpa', 'eager'),
-                        help='the original side\'s attention (ours: sdpa); default: eager on CUDA, sdpa on CPU')
+    parser.add_argument(
+        '--original-attention',
+        choices=('sdpa', 'eager'),
+        help="the original side's attention (ours: sdpa); default: eager on CUDA, sdpa on CPU",
+    )
     parser.add_argument('--hidden', type=int, default=128)
     parser.add_argument('--teacher-layers', type=int, default=4)
     parser.add_argument('--student-layers', type=int, default=2)
     parser.add_argument('--conv-dim', type=int, default=64)
     parser.add_argument('--intermediate', type=int, default=256)
     parser.add_argument('--heads', type=int, default=4)
-    parser.add_argument('--stable-layer-norm', action='store_true',
-                        help='the large models\' layout: pre-LN layers, a layer-normed CNN with biases')
+    parser.add_argument(
+        '--stable-layer-norm',
+        action='store_true',
+        help="the large models' layout: pre-LN layers, a layer-normed CNN with biases",
+    )
     parser.add_argument('--ecapa-channels', type=int, default=128)
     parser.add_argument('--batch', type=int, default=32)
     parser.add_argument('--seconds', type=float, default=2.0)
@@ -94,8 +128,11 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, help='untimed steps per side first; default 1 on CPU, 3 on CUDA')
     parser.add_argument('--steps', type=int, help='timed steps per side; default 8 on CPU, 20 on CUDA')
     parser.add_argument('--check-batch', type=int, default=4, help='batch of the float64 gradient check')
-    parser.add_argument('--compile', action='store_true',
-                        help='torch.compile ours\' student and ECAPA-TDNN, as compile=true does (after the checks)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help="torch.compile ours' student and ECAPA-TDNN, as compile=true does (after the checks)",
+    )
     args = parser.parse_args(argv)
     preset = XLSR_SHAPE if args.xlsr else BASE_SHAPE if args.base else {}
     parser.set_defaults(**preset, **DEVICE_DEFAULTS[args.device])
@@ -104,8 +141,13 @@ def parse_args(argv=None):
 
 def ssl_config(args):
     """A Wav2Vec2 config of the requested shape, with the default training-time regularisation."""
-    config = dict(hidden_size=args.hidden, num_hidden_layers=args.teacher_layers, num_attention_heads=args.heads,
-                  intermediate_size=args.intermediate, conv_dim=(args.conv_dim,) * 7)
+    config = dict(
+        hidden_size=args.hidden,
+        num_hidden_layers=args.teacher_layers,
+        num_attention_heads=args.heads,
+        intermediate_size=args.intermediate,
+        conv_dim=(args.conv_dim,) * 7,
+    )
     if args.stable_layer_norm:
         config.update(do_stable_layer_norm=True, feat_extract_norm='layer', conv_bias=True)
     return config
@@ -114,9 +156,10 @@ def ssl_config(args):
 @dataclasses.dataclass(eq=False)
 class Side:
     """One formulation with its own models and optimizer, and its timings."""
+
     label: str
-    loss: Callable              # (teacher, model, clean, augmented, labels) -> loss
-    amp: torch.dtype | None     # autocast dtype, None: none
+    loss: Callable  # (teacher, model, clean, augmented, labels) -> loss
+    amp: torch.dtype | None  # autocast dtype, None: none
     attention: str
     teacher: torch.nn.Module
     model: SpeakerNet
@@ -156,8 +199,8 @@ def ours_loss(teacher, model, clean, augmented, labels):
 
 def original_loss(teacher, model, clean, augmented, labels):
     """The original formulation: the whole student, CNN included, on the duplicated batch."""
-    target = frozen_forward(teacher, clean)                                     # (B, T, D)
-    kd_hidden, sv_hidden = model.student.forward_two_paths_duplicated(augmented)    # (B, T, D) each
+    target = frozen_forward(teacher, clean)  # (B, T, D)
+    kd_hidden, sv_hidden = model.student.forward_two_paths_duplicated(augmented)  # (B, T, D) each
     sv_loss, _ = model.head(model.backend(sv_hidden), labels)
     return F.mse_loss(kd_hidden, target) * KD_WEIGHT + sv_loss
 
@@ -187,8 +230,10 @@ def check_gradients(args, teacher, model, device):
     original = seeded_gradients(teacher, model, batch, original_loss)
     if shared.keys() != original.keys():
         raise AssertionError('the two formulations give gradients to different parameters')
-    return max(((shared[name] - original[name]).abs().max() / original[name].abs().max().clamp(min=1e-30)).item()
-               for name in shared)
+    return max(
+        ((shared[name] - original[name]).abs().max() / original[name].abs().max().clamp(min=1e-30)).item()
+        for name in shared
+    )
 
 
 def step_loss(side, batch):
@@ -255,8 +300,10 @@ def details(args, side, flops, own_peak, peak_flops):
     median = statistics.median(side.times)
     memory = 'n/a' if own_peak is None else f'{own_peak / GIB:.2f} GiB'
     mfu = 'n/a' if peak_flops is None else f'{100 * flops / median / peak_flops:.1f} %'
-    return (f'    {side.describe()}: median {args.batch / median:7.2f} utterances/s; '
-            f'{flops / 1e12:.3f} TFLOP/step; peak memory {memory}; MFU {mfu}')
+    return (
+        f'    {side.describe()}: median {args.batch / median:7.2f} utterances/s; '
+        f'{flops / 1e12:.3f} TFLOP/step; peak memory {memory}; MFU {mfu}'
+    )
 
 
 def main(argv=None):
@@ -267,13 +314,20 @@ def main(argv=None):
         raise SystemExit('--device cuda: no GPU is visible to torch')
     amp = torch.bfloat16 if args.ours_amp == 'bf16' else None
     ours = Side('shared front end (forward_two_paths)', ours_loss, amp, 'sdpa', *build(args, 'sdpa', device))
-    original = Side('original (student on the duplicated batch)', original_loss, None, args.original_attention,
-                    *build(args, args.original_attention, device))
+    original = Side(
+        'original (student on the duplicated batch)',
+        original_loss,
+        None,
+        args.original_attention,
+        *build(args, args.original_attention, device),
+    )
     layout = ' (pre-LN)' if args.stable_layer_norm else ''
     where = torch.cuda.get_device_name() if cuda else f'{torch.get_num_threads()} threads'
-    print(f'Wav2Vec2 teacher: hidden {args.hidden}, {args.teacher_layers} layers{layout}, conv {args.conv_dim} '
-          f'channels; student {args.student_layers} layers; ECAPA C={args.ecapa_channels}; batch {args.batch} x '
-          f'{args.seconds:g} s; {where}')
+    print(
+        f'Wav2Vec2 teacher: hidden {args.hidden}, {args.teacher_layers} layers{layout}, conv {args.conv_dim} '
+        f'channels; student {args.student_layers} layers; ECAPA C={args.ecapa_channels}; batch {args.batch} x '
+        f'{args.seconds:g} s; {where}'
+    )
     difference = check_gradients(args, ours.teacher, ours.model, device)
     on = f', on {device.type}, eval mode' if cuda else ''
     print(f'gradient check (float64, batch {args.check_batch}{on}): largest relative difference {difference:.2e}')
@@ -289,17 +343,23 @@ def main(argv=None):
     peak_flops = peak_bf16_flops() if cuda else None
     for side, other in ((original, ours), (ours, original)):
         fastest, median = min(side.times), statistics.median(side.times)
-        print(f'{side.label:44s} fastest {fastest:6.3f} s/step ({args.batch / fastest:7.2f} utterances/s), '
-              f'median {median:6.3f} s/step')
+        print(
+            f'{side.label:44s} fastest {fastest:6.3f} s/step ({args.batch / fastest:7.2f} utterances/s), '
+            f'median {median:6.3f} s/step'
+        )
         own_peak = side.peak_bytes - resident_bytes(other) if cuda else None
         print(details(args, side, flops[side], own_peak, peak_flops))
     if cuda:
         peak = 'n/a (GPU not in the table)' if peak_flops is None else f'{peak_flops / 1e12:.0f} TFLOP/s'
-        print(f'MFU: FLOPs per step / median step time / the GPU\'s dense bf16 peak ({peak}), for the fp32 '
-              f'original too (torch\'s fp32 defaults: TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, '
-              f'TF32 cuDNN convolutions {torch.backends.cudnn.allow_tf32})')
-        print('peak memory: torch.cuda.max_memory_allocated during the side\'s steps, less what the other side '
-              'keeps on the GPU (weights, gradients, Adam state)')
+        print(
+            f"MFU: FLOPs per step / median step time / the GPU's dense bf16 peak ({peak}), for the fp32 "
+            f"original too (torch's fp32 defaults: TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
+            f'TF32 cuDNN convolutions {torch.backends.cudnn.allow_tf32})'
+        )
+        print(
+            "peak memory: torch.cuda.max_memory_allocated during the side's steps, less what the other side "
+            'keeps on the GPU (weights, gradients, Adam state)'
+        )
     # the fastest step is the one that load from other processes on a shared machine disturbed least
     ratio = min(original.times) / min(ours.times)
     median_ratio = statistics.median(original.times) / statistics.median(ours.times)

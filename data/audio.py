@@ -4,6 +4,7 @@ A file at another rate is resampled (scipy's polyphase resample_poly) and one wi
 is mixed down to their mean; a 16 kHz mono file is read as it is, sample for sample. Positions and
 lengths are counted in 16 kHz samples whatever the file's own rate.
 """
+
 import os
 from contextlib import contextmanager
 from math import gcd
@@ -13,7 +14,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16000
-FRAME_SAMPLES = 160      # one 10 ms frame: num_train_frames / num_test_frames count these
+FRAME_SAMPLES = 160  # one 10 ms frame: num_train_frames / num_test_frames count these
 
 
 class AudioError(ValueError):
@@ -24,14 +25,14 @@ class AudioError(ValueError):
 def _open_checked(path):
     """Open `path` with soundfile and check it holds samples before anything is decoded."""
     if not os.path.isfile(path):
-        raise AudioError(f"audio file not found: {path}")
+        raise AudioError(f'audio file not found: {path}')
     try:
         f = sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError, OSError) as err:
-        raise AudioError(f"cannot read audio file {path}: {err}") from None
+        raise AudioError(f'cannot read audio file {path}: {err}') from None
     with f:
         if f.frames == 0:
-            raise AudioError(f"{path} holds no samples")
+            raise AudioError(f'{path} holds no samples')
         yield f
 
 
@@ -56,9 +57,9 @@ def _read_native(f: sf.SoundFile, path, start: int, frames: int) -> np.ndarray:
     """Frames [start, start + frames) at the file's own rate (frames=-1: to the end), mono float32 (n,)."""
     try:
         f.seek(start)
-        wave = f.read(frames, dtype="float32")  # (n,) mono, (n, C) otherwise
+        wave = f.read(frames, dtype='float32')  # (n,) mono, (n, C) otherwise
     except (sf.SoundFileError, RuntimeError, OSError) as err:
-        raise AudioError(f"cannot decode audio file {path}: {err}") from None
+        raise AudioError(f'cannot decode audio file {path}: {err}') from None
     return wave if wave.ndim == 1 else wave.mean(axis=1)
 
 
@@ -103,8 +104,8 @@ def audio_length(path) -> int:
 def wrap_pad(wave: np.ndarray, num_samples: int) -> np.ndarray:
     """Repeat a wave shorter than num_samples from its start until it is num_samples long."""
     if len(wave) == 0:
-        raise AudioError("cannot pad an empty wave")
-    return np.pad(wave, (0, num_samples - len(wave)), mode="wrap")
+        raise AudioError('cannot pad an empty wave')
+    return np.pad(wave, (0, num_samples - len(wave)), mode='wrap')
 
 
 def random_start(length: int, num_samples: int, rng: np.random.Generator) -> int:

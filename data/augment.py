@@ -1,4 +1,5 @@
 """Student-input augmentation: MUSAN noise / RIR reverberation, then clipping and a fade envelope."""
+
 import glob
 import os
 
@@ -7,8 +8,8 @@ from scipy.signal import fftconvolve
 
 from data.audio import AudioError, read_audio, read_random_crop
 
-KINDS = ("none", "rir", "speech", "music", "noise", "speech_music")
-SNR_DB = {"speech": (13.0, 20.0), "music": (5.0, 25.0), "noise": (0.0, 15.0)}
+KINDS = ('none', 'rir', 'speech', 'music', 'noise', 'speech_music')
+SNR_DB = {'speech': (13.0, 20.0), 'music': (5.0, 25.0), 'noise': (0.0, 15.0)}
 NUM_SPEECH_FILES = (3, 8)
 _SILENCE = 1e-10  # mean power below which a wave counts as silent
 
@@ -80,10 +81,10 @@ def choose_kind(rng: np.random.Generator) -> str:
 
 def _wav_files(folder, argument):
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{argument}: folder not found: {folder}")
-    files = sorted(glob.glob(os.path.join(folder, "**", "*.wav"), recursive=True))
+        raise FileNotFoundError(f'{argument}: folder not found: {folder}')
+    files = sorted(glob.glob(os.path.join(folder, '**', '*.wav'), recursive=True))
     if not files:
-        raise FileNotFoundError(f"{argument}: no .wav files under {folder}")
+        raise FileNotFoundError(f'{argument}: no .wav files under {folder}')
     return files
 
 
@@ -91,8 +92,8 @@ class Augmenter:
     """Draws one augmentation per call; all randomness comes from the rng argument."""
 
     def __init__(self, musan_root: str, rir_root: str, p: float = 0.6, clip_p: float = 0.3, ease_p: float = 0.3):
-        self.musan = {kind: _wav_files(os.path.join(musan_root, kind), "path_musan") for kind in SNR_DB}
-        self.rirs = _wav_files(rir_root, "path_rir")
+        self.musan = {kind: _wav_files(os.path.join(musan_root, kind), 'path_musan') for kind in SNR_DB}
+        self.rirs = _wav_files(rir_root, 'path_rir')
         self.p, self.clip_p, self.ease_p = p, clip_p, ease_p
 
     def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -102,11 +103,11 @@ class Augmenter:
         if rng.random() >= self.p:
             return wave.astype(np.float32)
         kind = choose_kind(rng)
-        if kind == "rir":
+        if kind == 'rir':
             wave = reverberate(wave, self._read_rir(self.rirs[rng.integers(len(self.rirs))]))
-        elif kind == "speech_music":
-            wave = self._add_musan(self._add_musan(wave, "speech", rng), "music", rng)
-        elif kind != "none":
+        elif kind == 'speech_music':
+            wave = self._add_musan(self._add_musan(wave, 'speech', rng), 'music', rng)
+        elif kind != 'none':
             wave = self._add_musan(wave, kind, rng)
         if rng.random() < self.clip_p:
             wave = clip_to_ratio(wave, rng.uniform(0.5, 0.9))
@@ -119,7 +120,7 @@ class Augmenter:
         """wave plus MUSAN `kind` scaled to one SNR drawn against wave itself; for speech the
         mean of 3-8 crops (babble) is what gets scaled, (L,)."""
         files = self.musan[kind]
-        count = rng.integers(NUM_SPEECH_FILES[0], NUM_SPEECH_FILES[1] + 1) if kind == "speech" else 1
+        count = rng.integers(NUM_SPEECH_FILES[0], NUM_SPEECH_FILES[1] + 1) if kind == 'speech' else 1
         picks = rng.choice(len(files), count, replace=count > len(files))
         noise = np.mean([self._read_musan(files[i], len(wave), rng) for i in picks], axis=0, dtype=np.float64)
         return wave + noise_at_snr(wave, noise, rng.uniform(*SNR_DB[kind]))
@@ -128,13 +129,13 @@ class Augmenter:
         try:
             return read_random_crop(path, num_samples, rng)
         except AudioError as err:
-            raise AudioError(f"path_musan: {err}") from None
+            raise AudioError(f'path_musan: {err}') from None
 
     def _read_rir(self, path):
         try:
             rir = read_audio(path)
         except AudioError as err:
-            raise AudioError(f"path_rir: {err}") from None
+            raise AudioError(f'path_rir: {err}') from None
         if not np.any(rir):
-            raise AudioError(f"path_rir: {path} is silent, it cannot be scaled to unit energy")
+            raise AudioError(f'path_rir: {path} is silent, it cannot be scaled to unit energy')
         return rir

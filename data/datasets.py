@@ -1,4 +1,5 @@
 """Training crops (clean + augmented) and enrollment utterances (full + evenly spaced segments)."""
+
 import os
 
 import numpy as np
@@ -25,10 +26,10 @@ def evenly_spaced_segments(wave: np.ndarray, num_samples: int, num_seg: int) -> 
 
 # where VoxCeleb1 keeps its wavs once unpacked: the root itself, or wav/ (vox1_test_wav, vox1_dev_wav),
 # or test/wav/ and dev/wav/ when both are unpacked side by side
-TEST_SUBFOLDERS = ("", "wav", os.path.join("test", "wav"), os.path.join("dev", "wav"))
+TEST_SUBFOLDERS = ('', 'wav', os.path.join('test', 'wav'), os.path.join('dev', 'wav'))
 
 
-def resolve_test_files(root, keys, argument="path_test"):
+def resolve_test_files(root, keys, argument='path_test'):
     """The file of each key: root/key or the first conventional subfolder of root that holds it.
     Fails when any key is found nowhere, naming the argument, the count and the first few."""
     roots = [os.path.join(root, sub) for sub in TEST_SUBFOLDERS if os.path.isdir(os.path.join(root, sub))]
@@ -40,14 +41,14 @@ def resolve_test_files(root, keys, argument="path_test"):
             missing.append(key)
     if missing:
         raise FileNotFoundError(
-            f"{argument}: {len(missing)} of {len(keys)} test files not found under {root} (nor its "
-            f"{', '.join(sub + '/' for sub in TEST_SUBFOLDERS if sub)}), the first: {', '.join(missing[:3])}"
+            f'{argument}: {len(missing)} of {len(keys)} test files not found under {root} (nor its '
+            f'{", ".join(sub + "/" for sub in TEST_SUBFOLDERS if sub)}), the first: {", ".join(missing[:3])}'
         )
     return paths
 
 
 def _naming_argument(err: AudioError, argument: str) -> AudioError:
-    return AudioError(f"{argument}: {err}")
+    return AudioError(f'{argument}: {err}')
 
 
 MAX_BAD_IN_A_ROW = 20  # so many unreadable files drawn in a row: the tree, not a file, is broken
@@ -83,7 +84,7 @@ class TrainSet(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         clean, used, bad = self._readable_crop(i, rng)  # (L,)
         augmented = clean.copy() if self.augment is None else self.augment(clean, rng)
-        return torch.from_numpy(clean), torch.from_numpy(augmented), int(self.labels[used]), "\n".join(bad)
+        return torch.from_numpy(clean), torch.from_numpy(augmented), int(self.labels[used]), '\n'.join(bad)
 
     def _readable_crop(self, i, rng):
         """A crop of file i or, when that cannot be read, of the first readable file drawn from rng in its
@@ -98,13 +99,15 @@ class TrainSet(torch.utils.data.Dataset):
                 if self.paths[i] not in bad:
                     bad.append(self.paths[i])
                 i = int(rng.integers(len(self.paths)))
-        raise AudioError(f"path_train: {MAX_BAD_IN_A_ROW} files drawn in a row could not be read "
-                         f"({len(bad)} different ones), does the tree hold readable audio? The last: {last}")
+        raise AudioError(
+            f'path_train: {MAX_BAD_IN_A_ROW} files drawn in a row could not be read '
+            f'({len(bad)} different ones), does the tree hold readable audio? The last: {last}'
+        )
 
     @staticmethod
     def bad_paths(batch_bad) -> list[str]:
         """The skipped paths of a batch, from its 4th element (one '\\n'-joined string per item)."""
-        return [path for joined in batch_bad for path in joined.split("\n") if path]
+        return [path for joined in batch_bad for path in joined.split('\n') if path]
 
 
 class EnrollSet(torch.utils.data.Dataset):
@@ -125,13 +128,13 @@ class EnrollSet(torch.utils.data.Dataset):
         try:
             return np.array([audio_length(path) for path in self.paths], dtype=np.int64)
         except AudioError as err:
-            raise _naming_argument(err, "path_test") from None
+            raise _naming_argument(err, 'path_test') from None
 
     def __getitem__(self, i):
         try:
             full = read_audio(self.paths[i])  # (N,)
         except AudioError as err:
-            raise _naming_argument(err, "path_test") from None
+            raise _naming_argument(err, 'path_test') from None
         segments = evenly_spaced_segments(full, self.num_samples, self.num_seg)  # (num_seg, L)
         return torch.from_numpy(full), torch.from_numpy(segments), i
 
@@ -142,6 +145,6 @@ def collate_enrollment(items):
     lengths = torch.tensor([len(full) for full, _, _ in items])
     full = torch.zeros(len(items), int(lengths.max()))
     for row, (wave, _, _) in enumerate(items):
-        full[row, :len(wave)] = wave
+        full[row, : len(wave)] = wave
     segments = torch.cat([segs for _, segs, _ in items])
     return full, lengths, segments, torch.tensor([i for _, _, i in items])

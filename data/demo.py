@@ -10,6 +10,7 @@
     rir/*.wav                            synthetic room impulse responses
     speakers.csv                         every voice's synthesis parameters and split
 """
+
 import csv
 import hashlib
 import io
@@ -25,16 +26,24 @@ import soundfile as sf
 from data import voices
 from data.voices import SAMPLE_RATE
 
-GENERATOR_VERSION = 1       # bump when the synthesis changes, so old caches are not reused
+GENERATOR_VERSION = 1  # bump when the synthesis changes, so old caches are not reused
 TRAIN_SECONDS = (2.5, 5.0)
 TEST_SECONDS = (3.0, 8.0)
 VIDEO_ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-SIMILAR_NEIGHBOURS = 3      # Vox1-H non-targets: each speaker's nearest voices in its group
+SIMILAR_NEIGHBOURS = 3  # Vox1-H non-targets: each speaker's nearest voices in its group
 
 
-def prepare_demo(root: str, seed: int = 1, num_train_speakers: int = 90, num_test_speakers: int = 24,
-                 num_vox1_o_speakers: int = 12, videos_per_speaker: int = 4, utterances_per_video: int = 3,
-                 num_musan_per_kind: int = 10, num_rirs: int = 20) -> dict[str, str]:
+def prepare_demo(
+    root: str,
+    seed: int = 1,
+    num_train_speakers: int = 90,
+    num_test_speakers: int = 24,
+    num_vox1_o_speakers: int = 12,
+    videos_per_speaker: int = 4,
+    utterances_per_video: int = 3,
+    num_musan_per_kind: int = 10,
+    num_rirs: int = 20,
+) -> dict[str, str]:
     """Make the demo corpus under root once (reused when already complete); return its paths."""
     params = {key: value for key, value in locals().items() if key != 'root'}
     params['version'] = GENERATOR_VERSION
@@ -59,15 +68,17 @@ def build_atomically(folder, params):
         os.makedirs(root, exist_ok=True)
         scratch = tempfile.mkdtemp(prefix=os.path.basename(folder) + '.tmp-', dir=root)
     except OSError as error:
-        raise OSError(f'cannot create the demo corpus under {root!r}: {error.strerror}; '
-                      f'set path_cache to a writable folder') from None
+        raise OSError(
+            f'cannot create the demo corpus under {root!r}: {error.strerror}; set path_cache to a writable folder'
+        ) from None
     try:
         write_corpus(scratch, params)
         os.rename(scratch, folder)
     except OSError as error:
-        if not os.path.isdir(folder):     # else another process finished the same corpus first
-            raise OSError(f'cannot write the demo corpus under {root!r}: {error}; '
-                          f'set path_cache to a writable folder') from error
+        if not os.path.isdir(folder):  # else another process finished the same corpus first
+            raise OSError(
+                f'cannot write the demo corpus under {root!r}: {error}; set path_cache to a writable folder'
+            ) from error
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -77,8 +88,7 @@ def write_corpus(folder, params):
     seed = params['seed']
     train = plan_speakers(np.random.default_rng([seed, 0]), params['num_train_speakers'], 0, 'train')
     test = plan_speakers(np.random.default_rng([seed, 1]), params['num_test_speakers'], 10000, 'test')
-    babblers = plan_speakers(np.random.default_rng([seed, 2]), params['num_musan_per_kind'], 20000,
-                             'musan')
+    babblers = plan_speakers(np.random.default_rng([seed, 2]), params['num_musan_per_kind'], 20000, 'musan')
     write_speaker_audio(os.path.join(folder, 'train'), train, TRAIN_SECONDS, params, [seed, 10])
     write_speaker_audio(os.path.join(folder, 'test'), test, TEST_SECONDS, params, [seed, 11])
     write_speakers_csv(os.path.join(folder, 'speakers.csv'), train + test + babblers)
@@ -92,8 +102,10 @@ def plan_speakers(rng, count, id_base, split):
     speech), half of them per group."""
     numbers = sorted(rng.choice(10000, size=count, replace=False) + id_base)
     groups = rng.permutation(['m', 'f'] * (count // 2) + ['m'] * (count % 2))
-    return [{'id': f'id{number:05d}', 'split': split, **voices.sample_speaker(rng, str(group))}
-            for number, group in zip(numbers, groups)]
+    return [
+        {'id': f'id{number:05d}', 'split': split, **voices.sample_speaker(rng, str(group))}
+        for number, group in zip(numbers, groups)
+    ]
 
 
 def video_id(rng):
@@ -123,9 +135,22 @@ def write_speaker_audio(folder, speakers, seconds, params, key):
 
 def write_speakers_csv(path, speakers):
     """One line per voice, like vox1_meta.csv, with the parameters that made it."""
-    columns = ['id', 'split', 'group', 'f0_hz', 'f0_range_st', 'formant_scale', 'formant_offsets',
-               'bandwidth_scale', 'tilt_db_oct', 'open_quotient', 'jitter', 'shimmer', 'breathiness',
-               'speaking_rate']
+    columns = [
+        'id',
+        'split',
+        'group',
+        'f0_hz',
+        'f0_range_st',
+        'formant_scale',
+        'formant_offsets',
+        'bandwidth_scale',
+        'tilt_db_oct',
+        'open_quotient',
+        'jitter',
+        'shimmer',
+        'breathiness',
+        'speaking_rate',
+    ]
     with open(path, 'w', newline='') as file:
         writer = csv.writer(file)
         writer.writerow(columns)
@@ -146,7 +171,7 @@ def write_trial_lists(folder, speakers, params, rng):
     os.makedirs(folder)
     by_group = {group: [s for s in speakers if s['group'] == group] for group in ('m', 'f')}
     half = params['num_vox1_o_speakers'] // 2
-    o_speakers = by_group['m'][:params['num_vox1_o_speakers'] - half] + by_group['f'][:half]
+    o_speakers = by_group['m'][: params['num_vox1_o_speakers'] - half] + by_group['f'][:half]
     lists = {
         'veri_test2.txt': (o_speakers, any_other_speaker(o_speakers)),
         'list_test_all2.txt': (speakers, any_other_speaker(speakers)),
@@ -175,7 +200,7 @@ def similar_voices(speakers):
         distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
         np.fill_diagonal(distances, np.inf)
         for i, row in enumerate(distances):
-            for j in np.argsort(row)[:min(SIMILAR_NEIGHBOURS, len(members) - 1)]:
+            for j in np.argsort(row)[: min(SIMILAR_NEIGHBOURS, len(members) - 1)]:
                 pairs.add(tuple(sorted((members[i]['id'], members[j]['id']))))
     return sorted(pairs)
 
@@ -184,12 +209,19 @@ def trial_pairs(speakers, speaker_pairs, rng):
     """All target pairs from different videos, then an equal number of non-target pairs sampled
     without repetition from the utterances of the allowed speaker pairs; shuffled."""
     utterances = {s['id']: s['videos'] for s in speakers}
-    targets = [(1, a, b) for s in speakers
-               for (video_a, names_a), (video_b, names_b) in itertools.combinations(s['videos'].items(), 2)
-               for a in names_a for b in names_b]
-    candidates = [(0, a, b) for id_a, id_b in speaker_pairs
-                  for a in itertools.chain(*utterances[id_a].values())
-                  for b in itertools.chain(*utterances[id_b].values())]
+    targets = [
+        (1, a, b)
+        for s in speakers
+        for (video_a, names_a), (video_b, names_b) in itertools.combinations(s['videos'].items(), 2)
+        for a in names_a
+        for b in names_b
+    ]
+    candidates = [
+        (0, a, b)
+        for id_a, id_b in speaker_pairs
+        for a in itertools.chain(*utterances[id_a].values())
+        for b in itertools.chain(*utterances[id_b].values())
+    ]
     chosen = rng.choice(len(candidates), size=min(len(targets), len(candidates)), replace=False)
     trials = targets + [candidates[i] for i in sorted(chosen)]
     return [trials[i] for i in rng.permutation(len(trials))]
@@ -251,9 +283,9 @@ def music_clip(rng, seconds):
     the top melody note (MIDI 86, 587 Hz) keeps all 8 partials below 8 kHz."""
     length = int(seconds * SAMPLE_RATE)
     beat = 60.0 / rng.uniform(70, 150)
-    root = rng.integers(45, 58)                     # MIDI note of the key
-    scale = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17])   # major, up to a tenth
-    out = np.zeros(length + SAMPLE_RATE * 4)     # room for the last chord's decay
+    root = rng.integers(45, 58)  # MIDI note of the key
+    scale = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17])  # major, up to a tenth
+    out = np.zeros(length + SAMPLE_RATE * 4)  # room for the last chord's decay
     midi_hz = lambda m: 440.0 * 2.0 ** ((m - 69) / 12.0)
     for k, start in enumerate(np.arange(0.0, seconds, beat)):
         at = int(start * SAMPLE_RATE)
@@ -261,11 +293,11 @@ def music_clip(rng, seconds):
             degree = rng.integers(0, 7)
             for step in (0, 2, 4):
                 chord_note = note(midi_hz(root + scale[degree + step]), 4 * beat, rng) * 0.3
-                out[at:at + len(chord_note)] += chord_note
+                out[at : at + len(chord_note)] += chord_note
         melody = note(midi_hz(root + 12 + rng.choice(scale)), beat, rng) * 0.4
-        out[at:at + len(melody)] += melody
+        out[at : at + len(melody)] += melody
         hit = drum(rng, hi_hat=k % 2 == 1)
-        out[at:at + len(hit)] += hit
+        out[at : at + len(hit)] += hit
     return out[:length]
 
 

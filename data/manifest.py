@@ -7,6 +7,7 @@ its parent folder's mtime, so a later scan loads the cache only while every fold
 matches, and scans again otherwise. A file rewritten in place under the same name is not noticed:
 delete the cache file (cache_path) after editing audio in place.
 """
+
 import hashlib
 import os
 import tempfile
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-AUDIO_EXTENSIONS = (".wav", ".flac")
-CACHE_VERSION = 1           # bump when the cache's contents change, so old files are rescanned
+AUDIO_EXTENSIONS = ('.wav', '.flac')
+CACHE_VERSION = 1  # bump when the cache's contents change, so old files are rescanned
 # soundfile opens one file at a time (a lock around sf_open), so a pool of header reads runs no faster
 # than one thread, and slower (2 cores, 21,600 cached files: 0.41 s in one thread, 1.0 s in 2 to 32).
 # What parallelises is the disk: a pool reads the first page of the files a few chunks ahead while one
@@ -27,9 +28,9 @@ CACHE_VERSION = 1           # bump when the cache's contents change, so old file
 # cache: 16.1 s without prefetch, 11.0 s with 2 threads, 10.1 s with 8, 10.6 s with 16; with every
 # page cached it costs 3.5 s -> 4.8 s, a small price next to a disk's latency, once per tree.
 PREFETCH_THREADS = 8
-PREFETCH_BYTES = 4096       # a header of wav or flac (libsndfile's first reads) lies in the first page
-CHUNK = 256                 # files per prefetch task
-LOOKAHEAD = 8               # chunks prefetched ahead of the header reads
+PREFETCH_BYTES = 4096  # a header of wav or flac (libsndfile's first reads) lies in the first page
+CHUNK = 256  # files per prefetch task
+LOOKAHEAD = 8  # chunks prefetched ahead of the header reads
 # A folder modified within this window of its scan (file timestamps are coarse: a jiffy, up to 2 s on
 # FAT) may change again without its mtime changing, so its listing is compared again on a cache load.
 RACY_NS = 2_000_000_000
@@ -64,7 +65,7 @@ def _walk(root, extensions):
     in root have no speaker), sorted; every folder of the tree (root as '') and its st_mtime_ns, int64,
     each taken before the folder is listed so that a later change shows. Unlistable folders are skipped."""
     files, folders, mtimes = [], [], []
-    pending = [""]
+    pending = ['']
     while pending:
         rel = pending.pop()
         folder = os.path.join(root, rel)
@@ -84,13 +85,13 @@ def _walk(root, extensions):
 def _no_audio(root, argument):
     """The error for a tree without usable audio; an .m4a tree (VoxCeleb2 as shipped) gets the command
     that converts it."""
-    if _walk(root, (".m4a",))[0]:
+    if _walk(root, ('.m4a',))[0]:
         return FileNotFoundError(
-            f"{argument}: {root} holds .m4a files (VoxCeleb2 as shipped), which cannot be read here; convert "
+            f'{argument}: {root} holds .m4a files (VoxCeleb2 as shipped), which cannot be read here; convert '
             f"them to 16 kHz mono wav beside them first, e.g. find {root} -name '*.m4a' -exec sh -c "
-            f"'ffmpeg -loglevel error -n -i \"$0\" -ac 1 -ar 16000 \"${{0%.m4a}}.wav\"' {{}} \\;"
+            f'\'ffmpeg -loglevel error -n -i "$0" -ac 1 -ar 16000 "${{0%.m4a}}.wav"\' {{}} \\;'
         )
-    return FileNotFoundError(f"{argument}: no .wav or .flac files under {root}/<speaker>/")
+    return FileNotFoundError(f'{argument}: no .wav or .flac files under {root}/<speaker>/')
 
 
 def _read_header(path):
@@ -103,7 +104,7 @@ def _prefetch(paths):
     """Read the first page of each file into the page cache, so that its header is parsed from memory."""
     for path in paths:
         try:
-            with open(path, "rb", buffering=0) as f:
+            with open(path, 'rb', buffering=0) as f:
                 f.read(PREFETCH_BYTES)
         except OSError:
             pass  # the header read reports this file as unreadable
@@ -132,18 +133,18 @@ def _read_headers(paths):
 
 def cache_path(cache_dir: str, root: str) -> str:
     """The cache file of the tree at root (absolute): cache_dir/manifests/<sha1 of root>.npz."""
-    digest = hashlib.sha1(root.encode(errors="surrogateescape")).hexdigest()[:16]
-    return os.path.join(cache_dir, "manifests", f"{digest}.npz")
+    digest = hashlib.sha1(root.encode(errors='surrogateescape')).hexdigest()[:16]
+    return os.path.join(cache_dir, 'manifests', f'{digest}.npz')
 
 
 def _joined(names):
     """Names as one NUL-separated byte string, uint8 (bytes,): loads at once, and NUL is in no path."""
-    return np.frombuffer("\0".join(names).encode(errors="surrogateescape"), dtype=np.uint8)
+    return np.frombuffer('\0'.join(names).encode(errors='surrogateescape'), dtype=np.uint8)
 
 
 def _split(joined):
-    text = joined.tobytes().decode(errors="surrogateescape")
-    return text.split("\0") if text else []
+    text = joined.tobytes().decode(errors='surrogateescape')
+    return text.split('\0') if text else []
 
 
 def _save(path, tree, folders, mtimes, began_ns):
@@ -151,20 +152,31 @@ def _save(path, tree, folders, mtimes, began_ns):
     so that a killed run or a concurrent one never leaves a half-written cache."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, scratch = tempfile.mkstemp(suffix=".tmp", dir=os.path.dirname(path))
+        fd, scratch = tempfile.mkstemp(suffix='.tmp', dir=os.path.dirname(path))
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, version=np.int64(CACHE_VERSION), root=_joined([tree.root]),
-                         paths=_joined(tree.rel_paths), frames=tree.frames, rates=tree.rates,
-                         channels=tree.channels, unreadable=_joined(tree.unreadable),
-                         folders=_joined(folders), mtimes=mtimes, began_ns=np.int64(began_ns))
+            with os.fdopen(fd, 'wb') as f:
+                np.savez(
+                    f,
+                    version=np.int64(CACHE_VERSION),
+                    root=_joined([tree.root]),
+                    paths=_joined(tree.rel_paths),
+                    frames=tree.frames,
+                    rates=tree.rates,
+                    channels=tree.channels,
+                    unreadable=_joined(tree.unreadable),
+                    folders=_joined(folders),
+                    mtimes=mtimes,
+                    began_ns=np.int64(began_ns),
+                )
             os.replace(scratch, path)
         finally:
             if os.path.exists(scratch):
                 os.remove(scratch)
     except OSError as err:
-        raise OSError(f"path_cache: cannot write the file list cache {path}: {err.strerror or err}; "
-                      f"set path_cache to a writable folder") from None
+        raise OSError(
+            f'path_cache: cannot write the file list cache {path}: {err.strerror or err}; '
+            f'set path_cache to a writable folder'
+        ) from None
 
 
 def _listings_match(root, racy, folders, files):
@@ -203,11 +215,17 @@ def _load(path, root):
     """The cached tree of root, or None when there is no cache, it is damaged or stale, or a folder changed."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            if data["version"] != CACHE_VERSION or _split(data["root"]) != [root]:
+            if data['version'] != CACHE_VERSION or _split(data['root']) != [root]:
                 return None
-            tree = AudioTree(root=root, rel_paths=_split(data["paths"]), frames=data["frames"],
-                             rates=data["rates"], channels=data["channels"], unreadable=_split(data["unreadable"]))
-            folders, mtimes, began_ns = _split(data["folders"]), data["mtimes"], int(data["began_ns"])
+            tree = AudioTree(
+                root=root,
+                rel_paths=_split(data['paths']),
+                frames=data['frames'],
+                rates=data['rates'],
+                channels=data['channels'],
+                unreadable=_split(data['unreadable']),
+            )
+            folders, mtimes, began_ns = _split(data['folders']), data['mtimes'], int(data['began_ns'])
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
         return None  # a missing or damaged cache file only means a new scan
     arrays = (tree.frames, tree.rates, tree.channels)
@@ -242,7 +260,7 @@ def scan_tree(root: str, cache_dir: str | None, argument: str) -> AudioTree:
     `argument` is the setting that names root, for the errors."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"{argument}: folder not found: {root}")
+        raise FileNotFoundError(f'{argument}: folder not found: {root}')
     path = None if cache_dir is None else cache_path(cache_dir, root)
     tree = None if path is None else _load(path, root)
     if tree is None:

@@ -1,4 +1,5 @@
 """The order of the training items: global batches, each split across the processes."""
+
 import numpy as np
 import torch
 
@@ -13,8 +14,9 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
 
     def __init__(self, num_items, batch_size, rank=0, world_size=1, seed=1):
         if batch_size % world_size:
-            raise ValueError(f'batch_size={batch_size} is the total over {world_size} processes: '
-                             f'make it a multiple of {world_size}')
+            raise ValueError(
+                f'batch_size={batch_size} is the total over {world_size} processes: make it a multiple of {world_size}'
+            )
         if num_items < batch_size:
             raise ValueError(f'batch_size={batch_size} is larger than the {num_items} training utterances')
         self.num_items = num_items
@@ -38,4 +40,4 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
         for step in range(self.start_step, self.steps_per_epoch):
             start = step * self.batch_size + self.rank * self.per_rank
-            yield order[start:start + self.per_rank].tolist()
+            yield order[start : start + self.per_rank].tolist()

@@ -11,6 +11,7 @@ Files are embedded PART_UTTERANCES at a time, each part saved (out/parts/) befor
 a rerun with the same out embeds only what is not there yet, and refuses an out folder that holds
 another model's embeddings. A file that cannot be read is listed, never fatal.
 """
+
 import hashlib
 import json
 import os
@@ -26,8 +27,8 @@ from trainer.evaluate import embed_as_set
 from utils.checkpoint import write_atomic
 from utils.progress import progress_bar
 
-AUDIO_EXTENSIONS = ('.wav', '.flac')      # what a wav_list folder is searched for (a list names any file)
-PART_UTTERANCES = 500                     # files embedded between two saves: the most an interruption loses
+AUDIO_EXTENSIONS = ('.wav', '.flac')  # what a wav_list folder is searched for (a list names any file)
+PART_UTTERANCES = 500  # files embedded between two saves: the most an interruption loses
 FILES = {'matrix': 'embeddings.npy', 'keys': 'keys.txt', 'bad': 'bad_files.txt', 'identity': 'embed.json'}
 
 
@@ -35,17 +36,22 @@ def list_inputs(wav_list):
     """(root, keys): a folder gives every .wav / .flac under it (keys relative to it, sorted); a text
     file one path a line (relative to the current folder; blank lines and repeats skipped)."""
     if os.path.isdir(wav_list):
-        keys = sorted(os.path.relpath(os.path.join(folder, name), wav_list)
-                      for folder, _, names in os.walk(wav_list) for name in names
-                      if name.lower().endswith(AUDIO_EXTENSIONS))
+        keys = sorted(
+            os.path.relpath(os.path.join(folder, name), wav_list)
+            for folder, _, names in os.walk(wav_list)
+            for name in names
+            if name.lower().endswith(AUDIO_EXTENSIONS)
+        )
         root = wav_list
     elif os.path.isfile(wav_list):
         with open(wav_list, encoding='utf-8') as file:
             keys = list(dict.fromkeys(line.strip() for line in file if line.strip()))
         root = os.getcwd()
     else:
-        raise FileNotFoundError(f'wav_list={wav_list!r}: no such file or folder (give a list of audio files, one a '
-                                f'line, or a folder of .wav / .flac files)')
+        raise FileNotFoundError(
+            f'wav_list={wav_list!r}: no such file or folder (give a list of audio files, one a '
+            f'line, or a folder of .wav / .flac files)'
+        )
     if not keys:
         raise ValueError(f'wav_list={wav_list!r} names no audio file')
     return root, keys
@@ -89,7 +95,7 @@ def embed_part(model, root, keys, args, device):
         try:
             rows.append(np.concatenate([v.numpy() for v in embed_vectors(model, root, [key], args, device)], axis=1))
         except AudioError as error:
-            bad[key] = str(error).removeprefix('path_test: ')      # evaluation's reader names its own argument
+            bad[key] = str(error).removeprefix('path_test: ')  # evaluation's reader names its own argument
     return (np.concatenate(rows) if rows else np.empty((0, 2 * args['embedding_size']), np.float32)), bad
 
 
@@ -111,8 +117,10 @@ def open_out(out, identity):
             saved = json.load(file)
         changed = [key for key in ('weights', 'num_test_frames', 'num_seg') if saved.get(key) != identity[key]]
         if changed:
-            raise ValueError(f'out={out!r} holds embeddings of another model or recipe ({", ".join(changed)} '
-                             f'differ); give a new out folder')
+            raise ValueError(
+                f'out={out!r} holds embeddings of another model or recipe ({", ".join(changed)} '
+                f'differ); give a new out folder'
+            )
     os.makedirs(os.path.join(out, 'parts'), exist_ok=True)
     write_atomic(path, lambda file: json.dump(identity, file, indent=2), mode='w')
 
@@ -126,7 +134,7 @@ def load_done(out):
         rows = np.load(matrix)
         with open(keys, encoding='utf-8') as file:
             names = file.read().splitlines()
-        if len(names) == len(rows):             # else a kill between writing the two: the parts still hold them
+        if len(names) == len(rows):  # else a kill between writing the two: the parts still hold them
             done.update(zip(names, rows))
     for name in sorted(os.listdir(os.path.join(out, 'parts'))):
         if name.endswith('.npz'):
@@ -150,8 +158,11 @@ def write_outputs(out, keys, done, bad):
     matrix = np.stack([done[key] for key in embedded]) if embedded else np.empty((0, dim), np.float32)
     write_atomic(os.path.join(out, FILES['matrix']), lambda file: np.save(file, matrix.astype(np.float32)))
     write_atomic(os.path.join(out, FILES['keys']), lambda file: file.write(''.join(f'{k}\n' for k in embedded)), 'w')
-    write_atomic(os.path.join(out, FILES['bad']), lambda file: file.write(
-        ''.join(f'{key}\t{why}\n' for key, why in bad.items())), 'w')
+    write_atomic(
+        os.path.join(out, FILES['bad']),
+        lambda file: file.write(''.join(f'{key}\t{why}\n' for key, why in bad.items())),
+        'w',
+    )
     shutil.rmtree(os.path.join(out, 'parts'))
     return embedded
 
@@ -162,20 +173,27 @@ def embed_checkpoint(args, logger, device, state):
     root, keys = list_inputs(args['wav_list'])
     out = args['out'] or os.path.join(logger.run_dir, 'embeddings')
     model, _ = load_model(state, args, logger, device)
-    identity = {'checkpoint': os.path.abspath(args['checkpoint']), 'epoch': state['epoch'],
-                'weights': weights_fingerprint(state['model']), 'num_test_frames': args['num_test_frames'],
-                'num_seg': args['num_seg'], 'embedding_size': args['embedding_size'],
-                'columns': 'unit full-utterance embedding, then the mean of the unit segment embeddings; '
-                           'score = 0.5 x dot product of two rows'}
+    identity = {
+        'checkpoint': os.path.abspath(args['checkpoint']),
+        'epoch': state['epoch'],
+        'weights': weights_fingerprint(state['model']),
+        'num_test_frames': args['num_test_frames'],
+        'num_seg': args['num_seg'],
+        'embedding_size': args['embedding_size'],
+        'columns': 'unit full-utterance embedding, then the mean of the unit segment embeddings; '
+        'score = 0.5 x dot product of two rows',
+    }
     open_out(out, identity)
     done = load_done(out)
     todo = [key for key in keys if key not in done]
-    logger.log_text(f'embed: {len(keys)} files in wav_list={args["wav_list"]}, {len(keys) - len(todo)} of them '
-                    f'embedded before in {out}, {len(todo)} to embed')
+    logger.log_text(
+        f'embed: {len(keys)} files in wav_list={args["wav_list"]}, {len(keys) - len(todo)} of them '
+        f'embedded before in {out}, {len(todo)} to embed'
+    )
     readable, bad, notes = check_files(root, todo, 'wav_list')
     for note in notes:
         logger.log_text(note)
-    parts = [readable[start:start + PART_UTTERANCES] for start in range(0, len(readable), PART_UTTERANCES)]
+    parts = [readable[start : start + PART_UTTERANCES] for start in range(0, len(readable), PART_UTTERANCES)]
     for part in progress_bar(parts, 'embed'):
         rows, failed = embed_part(model, root, part, args, device)
         kept = [key for key in part if key not in failed]
@@ -185,14 +203,24 @@ def embed_checkpoint(args, logger, device, state):
     embedded = write_outputs(out, keys, done, bad)
     if bad:
         shown = ', '.join(f'{key} ({why})' for key, why in list(bad.items())[:3])
-        logger.log_text(f'wav_list: {len(bad)} files could not be embedded, listed in {FILES["bad"]}: {shown}'
-                        + (', ...' if len(bad) > 3 else ''))
+        logger.log_text(
+            f'wav_list: {len(bad)} files could not be embedded, listed in {FILES["bad"]}: {shown}'
+            + (', ...' if len(bad) > 3 else '')
+        )
     if not embedded:
-        raise ValueError(f'wav_list={args["wav_list"]!r}: none of its {len(keys)} files could be embedded; '
-                         f'{os.path.join(out, FILES["bad"])} says why for each')
-    logger.log_text(f'embed: {len(embedded)} embeddings ({len(embedded)} x {2 * args["embedding_size"]}) in '
-                    f'{os.path.join(out, FILES["matrix"])}, keys in {FILES["keys"]}')
-    summary = {'out': os.path.abspath(out), 'embedded': len(embedded), 'bad': len(bad),
-               'embedded_now': len(readable) - len(set(bad) & set(readable))}
+        raise ValueError(
+            f'wav_list={args["wav_list"]!r}: none of its {len(keys)} files could be embedded; '
+            f'{os.path.join(out, FILES["bad"])} says why for each'
+        )
+    logger.log_text(
+        f'embed: {len(embedded)} embeddings ({len(embedded)} x {2 * args["embedding_size"]}) in '
+        f'{os.path.join(out, FILES["matrix"])}, keys in {FILES["keys"]}'
+    )
+    summary = {
+        'out': os.path.abspath(out),
+        'embedded': len(embedded),
+        'bad': len(bad),
+        'embedded_now': len(readable) - len(set(bad) & set(readable)),
+    }
     logger.save_results(summary)
     return summary

@@ -1,5 +1,6 @@
 """mode=evaluate: the trial lists scored with a checkpoint's model, into the run folder's
 results.json, as the end of a training run scores them."""
+
 from inference.model import load_model
 from trainer.telemetry import Telemetry
 from trainer.trainer import final_evaluation, load_trial_lists, training_manifest
@@ -11,5 +12,6 @@ def evaluate_checkpoint(args, logger, device, state):
     model, params = load_model(state, args, logger, device)
     manifest = training_manifest(args, logger) if args['asnorm_top_k'] else None
     trial_lists = load_trial_lists(args, logger, manifest)
-    return final_evaluation(model, trial_lists, args, device, logger, state['epoch'], params, Telemetry(device),
-                            manifest)
+    return final_evaluation(
+        model, trial_lists, args, device, logger, state['epoch'], params, Telemetry(device), manifest
+    )

@@ -10,6 +10,7 @@ forward is traced), with the wave normalisation inside when the run used it. Aft
 files are run on probe waves and compared with the eager model (what evaluation runs); a difference
 above TOLERANCE stops the export.
 """
+
 import contextlib
 import json
 import logging
@@ -32,7 +33,7 @@ INPUT_NAME, OUTPUT_NAME = 'wave', 'embedding'
 TOLERANCE = 1e-4
 # the probes of the check: (batch, seconds); odd lengths, the 3 s evaluation segments, a long utterance
 PROBES = ((2, 1.37), (5, 3.0), (1, 9.71))
-MAX_ONNX_FILE = 2 ** 31 - 2 ** 26     # protobuf's 2 GiB limit, with room: larger models keep weights beside the file
+MAX_ONNX_FILE = 2**31 - 2**26  # protobuf's 2 GiB limit, with room: larger models keep weights beside the file
 
 
 class Embedder(nn.Module):
@@ -48,8 +49,8 @@ class Embedder(nn.Module):
 
     def forward(self, wave):
         if self.normalize_wave:
-            wave = normalize_waves(wave)                                # (B, L)
-        return self.backend(self.student(wave))                        # (B, T, D) -> (B, E)
+            wave = normalize_waves(wave)  # (B, L)
+        return self.backend(self.student(wave))  # (B, T, D) -> (B, E)
 
 
 @contextlib.contextmanager
@@ -86,17 +87,25 @@ def export_onnx(embedder, path):
     """Exports the embedder with torch.onnx's torch.export-based exporter (the default since torch
     2.9; the older TorchScript-based one works here too, and is deprecated), batch and length
     dynamic. Weights over 2 GiB go into path + '.data' beside it."""
-    dims = {0: torch.export.Dim('batch', min=1), 1: torch.export.Dim('samples', min=MIN_SAMPLES)}     # (B, L)
+    dims = {0: torch.export.Dim('batch', min=1), 1: torch.export.Dim('samples', min=MIN_SAMPLES)}  # (B, L)
     size = sum(p.numel() * p.element_size() for p in embedder.parameters())
     with quiet_exporters():
-        program = torch.onnx.export(embedder, (example_wave(),), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes={'wave': dims}, dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            embedder,
+            (example_wave(),),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={'wave': dims},
+            dynamo=True,
+            verbose=False,
+        )
     program.save(path, external_data=size > MAX_ONNX_FILE)
 
 
 def onnx_session(path, threads=None):
     """An onnxruntime session on the CPU (threads None: onnxruntime's own choice)."""
     import onnxruntime
+
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -112,8 +121,8 @@ def check_exported(model, torchscript_path, onnx_path):
     worst = {'torchscript': 0.0, 'onnx': 0.0}
     for seed, (batch, seconds) in enumerate(PROBES):
         wave = example_wave(batch, seconds, seed + 1)
-        eager = model.embed(wave)                                                       # (B, E)
-        onnx_output = session.run(None, {INPUT_NAME: wave.numpy()})[0]                 # (B, E) numpy
+        eager = model.embed(wave)  # (B, E)
+        onnx_output = session.run(None, {INPUT_NAME: wave.numpy()})[0]  # (B, E) numpy
         outputs = {'torchscript': traced(wave), 'onnx': torch.from_numpy(onnx_output)}
         for name, output in outputs.items():
             worst[name] = max(worst[name], float((output - eager).abs().max()))
@@ -127,35 +136,53 @@ def contract(args, state, model, threshold, where, differences):
     ssl = model.student.ssl.config
     return {
         'files': {name: FILES[name] for name in ('torchscript', 'onnx')},
-        'input': {'name': INPUT_NAME, 'shape': ['batch', 'samples'], 'dtype': 'float32', 'sample_rate': SAMPLE_RATE,
-                  'channels': 'mono: average the channels of a multi-channel file',
-                  'values': 'samples in [-1, 1] as a float32 read gives them (soundfile), no normalisation needed'
-                            + (' (the model normalises each wave itself, normalize_wave=true)'
-                               if model.normalize_wave else ''),
-                  'min_samples': MIN_SAMPLES,
-                  'batch': 'every row the same length; zero padding changes the embedding, so embed utterances '
-                           'of different lengths apart (or group them by length)'},
+        'input': {
+            'name': INPUT_NAME,
+            'shape': ['batch', 'samples'],
+            'dtype': 'float32',
+            'sample_rate': SAMPLE_RATE,
+            'channels': 'mono: average the channels of a multi-channel file',
+            'values': 'samples in [-1, 1] as a float32 read gives them (soundfile), no normalisation needed'
+            + (' (the model normalises each wave itself, normalize_wave=true)' if model.normalize_wave else ''),
+            'min_samples': MIN_SAMPLES,
+            'batch': 'every row the same length; zero padding changes the embedding, so embed utterances '
+            'of different lengths apart (or group them by length)',
+        },
         'output': {'name': OUTPUT_NAME, 'shape': ['batch', args['embedding_size']], 'dtype': 'float32'},
         'scoring': {
             'embeddings': 'f = unit(embedding of the whole utterance); s = mean of unit(embedding of each segment)',
-            'segments': {'count': args['num_seg'], 'samples': segment,
-                         'starts': f'numpy.linspace(0, L - {segment}, {args["num_seg"]}).round()',
-                         'short': f'an utterance under {segment} samples is first repeated from its start '
-                                  f'(wrap-padded) to {segment}'},
-            'score': '0.5 * (dot(f_a, f_b) + dot(s_a, s_b))'},
-        'threshold': None if threshold is None else {'value': threshold, 'source': where,
-                                                     'rule': 'accept (same speaker) when score >= value'},
-        'model': {'checkpoint': os.path.abspath(args['checkpoint']), 'epoch': state['epoch'],
-                  'method': args['method'], 'ssl_type': ssl.model_type, 'ssl_layers': ssl.num_hidden_layers,
-                  'ssl_hidden_size': ssl.hidden_size, 'adapters': bool(model.student.adapters())},
-        'check': {'tolerance': TOLERANCE, 'max_abs_difference': differences,
-                  'probes': [[batch, round(seconds * SAMPLE_RATE)] for batch, seconds in PROBES]},
+            'segments': {
+                'count': args['num_seg'],
+                'samples': segment,
+                'starts': f'numpy.linspace(0, L - {segment}, {args["num_seg"]}).round()',
+                'short': f'an utterance under {segment} samples is first repeated from its start '
+                f'(wrap-padded) to {segment}',
+            },
+            'score': '0.5 * (dot(f_a, f_b) + dot(s_a, s_b))',
+        },
+        'threshold': None
+        if threshold is None
+        else {'value': threshold, 'source': where, 'rule': 'accept (same speaker) when score >= value'},
+        'model': {
+            'checkpoint': os.path.abspath(args['checkpoint']),
+            'epoch': state['epoch'],
+            'method': args['method'],
+            'ssl_type': ssl.model_type,
+            'ssl_layers': ssl.num_hidden_layers,
+            'ssl_hidden_size': ssl.hidden_size,
+            'adapters': bool(model.student.adapters()),
+        },
+        'check': {
+            'tolerance': TOLERANCE,
+            'max_abs_difference': differences,
+            'probes': [[batch, round(seconds * SAMPLE_RATE)] for batch, seconds in PROBES],
+        },
     }
 
 
 def export_checkpoint(args, logger, device, state):
     """Writes the three files into out (None: the run folder's export/) and checks them."""
-    model, params = load_model(state, args, logger, torch.device('cpu'))     # exported graphs are made on the CPU
+    model, params = load_model(state, args, logger, torch.device('cpu'))  # exported graphs are made on the CPU
     out = args['out'] or os.path.join(logger.run_dir, 'export')
     os.makedirs(out, exist_ok=True)
     paths = {name: os.path.join(out, file) for name, file in FILES.items()}
@@ -165,17 +192,22 @@ def export_checkpoint(args, logger, device, state):
     export_onnx(embedder, paths['onnx'])
     logger.log_text(f'export: ONNX written to {paths["onnx"]}')
     differences = check_exported(model, paths['torchscript'], paths['onnx'])
-    logger.log_text(f'export: largest difference from the eager model on {len(PROBES)} probe batches: TorchScript '
-                    f'{differences["torchscript"]:.1e}, ONNX (onnxruntime) {differences["onnx"]:.1e} (tolerance '
-                    f'{TOLERANCE:.0e})')
+    logger.log_text(
+        f'export: largest difference from the eager model on {len(PROBES)} probe batches: TorchScript '
+        f'{differences["torchscript"]:.1e}, ONNX (onnxruntime) {differences["onnx"]:.1e} (tolerance '
+        f'{TOLERANCE:.0e})'
+    )
     if max(differences.values()) > TOLERANCE:
-        raise RuntimeError(f'export: an exported model differs from the eager one by more than {TOLERANCE:.0e}: '
-                           f'{differences}')
+        raise RuntimeError(
+            f'export: an exported model differs from the eager one by more than {TOLERANCE:.0e}: {differences}'
+        )
     threshold, where = checkpoint_threshold(state)
     description = contract(args, state, model, threshold, where, differences)
     write_atomic(paths['contract'], lambda file: json.dump(description, file, indent=2), mode='w')
-    logger.log_text(f'export: input contract written to {paths["contract"]}; '
-                    + (f'threshold {threshold:.4f} ({where})' if threshold is not None else f'no threshold: {where}'))
+    logger.log_text(
+        f'export: input contract written to {paths["contract"]}; '
+        + (f'threshold {threshold:.4f} ({where})' if threshold is not None else f'no threshold: {where}')
+    )
     summary = {'export': paths, 'max_abs_difference': differences, 'threshold': threshold, 'params': params}
     logger.save_results(summary)
     return summary

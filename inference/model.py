@@ -2,6 +2,7 @@
 (evaluate, export, embed, verify): the student from its own SSL config kept in the checkpoint, the
 adapters and ECAPA-TDNN from the run's settings, then the checkpoint's weights. No teacher is read,
 except for checkpoints written before they carried the student's config."""
+
 import math
 
 from models.ssl import count_parameters, load_teacher
@@ -21,15 +22,19 @@ def load_model(state, args, logger, device):
     seed_everything(model_args['seed'])
     teacher = None
     if 'ssl_config' not in state:
-        logger.log_text(f'checkpoint: written before checkpoints carried the student\'s SSL config; the student is '
-                        f'rebuilt through its teacher model_name_or_path={model_args["model_name_or_path"]!r}, '
-                        f'loaded for that alone (train again, or resume, to write a self-contained checkpoint)')
+        logger.log_text(
+            f"checkpoint: written before checkpoints carried the student's SSL config; the student is "
+            f'rebuilt through its teacher model_name_or_path={model_args["model_name_or_path"]!r}, '
+            f'loaded for that alone (train again, or resume, to write a self-contained checkpoint)'
+        )
         teacher = load_teacher(model_args['model_name_or_path'], model_args['tiny_ssl'])
     model = build_model(model_args, teacher, state['num_classes'], ssl_config=state.get('ssl_config'))
     model.load_state_dict(state['model'])
-    params = state.get('params') or {'teacher': count_parameters(teacher) if teacher is not None else None,
-                                     'student': count_parameters(model.student),
-                                     'backend': count_parameters(model.backend)}
+    params = state.get('params') or {
+        'teacher': count_parameters(teacher) if teacher is not None else None,
+        'student': count_parameters(model.student),
+        'backend': count_parameters(model.backend),
+    }
     return model.to(device).eval(), params
 
 
@@ -40,9 +45,12 @@ def checkpoint_threshold(state):
     best = state.get('best', {})
     threshold = best.get('threshold')
     if threshold is None or not math.isfinite(threshold):
-        return None, ('the checkpoint carries no Vox1-O threshold (written before checkpoints did, or trained '
-                      'without Vox1-O)')
+        return None, (
+            'the checkpoint carries no Vox1-O threshold (written before checkpoints did, or trained without Vox1-O)'
+        )
     if best['epoch'] != state['epoch'] or state.get('step', 0) != 0:
-        return None, (f'the checkpoint holds the weights of epoch {state["epoch"]}, its Vox1-O threshold is that of '
-                      f'the best epoch {best["epoch"]}: use the run\'s best.pt')
+        return None, (
+            f'the checkpoint holds the weights of epoch {state["epoch"]}, its Vox1-O threshold is that of '
+            f"the best epoch {best['epoch']}: use the run's best.pt"
+        )
     return threshold, f'EER point of Vox1-O at epoch {best["epoch"]}, EER {best["eer"]:.2f} %'

@@ -1,6 +1,7 @@
 """mode=verify: are two recordings of the same speaker? The score of evaluation's recipe, and the
 decision at the threshold of the checkpoint (the EER point of Vox1-O measured in training) or at
 threshold=X."""
+
 import math
 import os
 
@@ -53,7 +54,13 @@ def verify_checkpoint(args, logger, device, state):
         decision = 'accept' if score >= threshold else 'reject'
         verdict = 'same speaker' if decision == 'accept' else 'different speakers'
         logger.log_text(f'verify: score {score:.4f}, threshold {threshold:.4f} ({where}): {decision}, {verdict}')
-    summary = {'enroll': args['enroll'], 'test': args['test'], 'score': score, 'threshold': threshold,
-               'threshold_source': where, 'decision': decision}
+    summary = {
+        'enroll': args['enroll'],
+        'test': args['test'],
+        'score': score,
+        'threshold': threshold,
+        'threshold_source': where,
+        'decision': decision,
+    }
     logger.save_results(summary)
     return summary

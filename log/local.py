@@ -6,6 +6,7 @@
 
 (The controller draws plots/ into the same folder; TensorBoard writes tensorboard/.)
 """
+
 import itertools
 import json
 import os
@@ -27,7 +28,7 @@ def create_run_dir(parent, name):
     for number in itertools.count(1):
         path = base if number == 1 else f'{base}-{number}'
         try:
-            os.mkdir(path)      # atomic: two runs starting together cannot get the same folder
+            os.mkdir(path)  # atomic: two runs starting together cannot get the same folder
             return path
         except FileExistsError:
             continue
@@ -46,7 +47,7 @@ def write_json(path, data):
 
 class LocalBackend(LogBackend):
     name = 'local'
-    essential = True        # the run's own record: failing to write it is the run's error
+    essential = True  # the run's own record: failing to write it is the run's error
 
     def __init__(self, path_log, run, run_dir=None):
         """A new run folder under path_log, or, with run_dir, the existing folder of a run being
@@ -57,12 +58,20 @@ class LocalBackend(LogBackend):
         else:
             self.run_dir = os.path.abspath(create_run_dir(os.path.join(path_log, run.project), run.name))
             print(f'run folder: {self.run_dir}', flush=True)
-            write_json(os.path.join(self.run_dir, 'run.json'),
-                       {'name': run.name, 'project': run.project, 'tags': run.tags,
-                        'description': run.description, 'start': time.strftime('%Y-%m-%d %H:%M:%S')})
+            write_json(
+                os.path.join(self.run_dir, 'run.json'),
+                {
+                    'name': run.name,
+                    'project': run.project,
+                    'tags': run.tags,
+                    'description': run.description,
+                    'start': time.strftime('%Y-%m-%d %H:%M:%S'),
+                },
+            )
             if run.source_root:
-                copy_source_files(run.source_root, os.path.join(self.run_dir, 'source'), skip=[path_log],
-                                  secrets=run.secrets)
+                copy_source_files(
+                    run.source_root, os.path.join(self.run_dir, 'source'), skip=[path_log], secrets=run.secrets
+                )
         self.parameters = {}
         self.metrics_file = open(self.path('metrics.jsonl'), 'a', encoding='utf-8')
         self.text_file = open(self.path('log.txt'), 'a', encoding='utf-8')
@@ -86,8 +95,9 @@ class LocalBackend(LogBackend):
         """metrics.jsonl rewritten to hold exactly these records (those a resumed checkpoint had
         logged: lines written after it are dropped, as the resumed run logs them again)."""
         self.metrics_file.close()
-        write_atomic(self.path('metrics.jsonl'), lambda file: file.writelines(json.dumps(r) + '\n' for r in records),
-                     mode='w')
+        write_atomic(
+            self.path('metrics.jsonl'), lambda file: file.writelines(json.dumps(r) + '\n' for r in records), mode='w'
+        )
         self.metrics_file = open(self.path('metrics.jsonl'), 'a', encoding='utf-8')
 
     def log_text(self, text):
@@ -99,8 +109,9 @@ class LocalBackend(LogBackend):
 
     def save_scores(self, trial_list, enroll, test, labels, scores):
         labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-        lines = ''.join(f'{int(label)} {e} {t} {score:.8f}\n'
-                        for label, e, t, score in zip(labels, enroll, test, scores))
+        lines = ''.join(
+            f'{int(label)} {e} {t} {score:.8f}\n' for label, e, t, score in zip(labels, enroll, test, scores)
+        )
         write_atomic(self.path('scores', f'{trial_list}.txt'), lambda file: file.write(lines), mode='w')
 
     def save_results(self, results):

@@ -1,5 +1,6 @@
 """PNG plots of a run: metric curves, the DET curve and the score histograms of a trial list.
 Figures are drawn without pyplot (no GUI state)."""
+
 import os
 from collections import defaultdict
 
@@ -10,15 +11,20 @@ from scipy.stats import norm
 from utils.checkpoint import write_atomic
 from utils.metrics import compute_eer, det_curve
 
-DET_TICKS = np.array([0.1, 0.5, 1, 2, 5, 10, 20, 40, 60, 80, 95])     # percent
+DET_TICKS = np.array([0.1, 0.5, 1, 2, 5, 10, 20, 40, 60, 80, 95])  # percent
 
 # The curves drawn once per epoch: file, y label, y scale, and which metrics (one line each, named
 # by the part of the metric's name that tells them apart).
 EPOCH_PLOTS = (
     ('loss.png', 'loss', 'linear', lambda name: name.startswith('loss/'), lambda name: name.split('/')[1]),
     ('lr.png', 'learning rate', 'log', lambda name: name.startswith('lr/'), lambda name: name.split('/')[1]),
-    ('eer.png', 'EER (%)', 'linear', lambda name: name.startswith('eval/') and name.endswith('/eer'),
-     lambda name: name[len('eval/'):-len('/eer')]),
+    (
+        'eer.png',
+        'EER (%)',
+        'linear',
+        lambda name: name.startswith('eval/') and name.endswith('/eer'),
+        lambda name: name[len('eval/') : -len('/eer')],
+    ),
 )
 
 
@@ -38,7 +44,7 @@ def plot_curves(file, series, ylabel, title, yscale='linear'):
 def draw_epoch_plots(records, folder):
     """loss.png, lr.png and eer.png in folder from the metric records so far (a plot whose metrics
     are not there yet is left out); returns the paths written."""
-    history = defaultdict(list)         # metric name -> [(step, value)]
+    history = defaultdict(list)  # metric name -> [(step, value)]
     for record in records:
         history[record['name']].append((record['step'], record['value']))
     written = []
@@ -65,9 +71,17 @@ def plot_det(file, p_fa, p_miss, eer, title):
     axes.plot(probit(eer / 100), probit(eer / 100), 'o', label=f'EER {eer:.2f} %')
     ticks = probit(DET_TICKS / 100)
     labels = [f'{tick:g}' for tick in DET_TICKS]
-    axes.set(xticks=ticks, xticklabels=labels, yticks=ticks, yticklabels=labels,
-             xlim=(ticks[0], ticks[-1]), ylim=(ticks[0], ticks[-1]),
-             xlabel='false alarm rate (%)', ylabel='miss rate (%)', title=title)
+    axes.set(
+        xticks=ticks,
+        xticklabels=labels,
+        yticks=ticks,
+        yticklabels=labels,
+        xlim=(ticks[0], ticks[-1]),
+        ylim=(ticks[0], ticks[-1]),
+        xlabel='false alarm rate (%)',
+        ylabel='miss rate (%)',
+        title=title,
+    )
     axes.grid(alpha=0.3)
     axes.legend(loc='upper right')
     figure.savefig(file, format='png', dpi=100)

@@ -1,21 +1,26 @@
 """Keeps tokens, API keys and passwords out of everything a run writes: parameters, the source copy,
 the console, log.txt and every tracker."""
+
 import os
 import re
 
 REDACTED = 'REDACTED'
 SECRET_WORDS = ('token', 'api_key', 'apikey', 'secret', 'password')
-MIN_SECRET_LENGTH = 8       # a shorter value is no real token, and replacing it would mangle ordinary text
+MIN_SECRET_LENGTH = 8  # a shorter value is no real token, and replacing it would mangle ordinary text
 
 _KEY = r'[\w.\-]*(?:' + '|'.join(SECRET_WORDS) + r')[\w.\-]*'
-_STRING = (r'''[rRbBuUfF]{0,2}(?:\'\'\'[\s\S]*?\'\'\'|"""[\s\S]*?"""'''
-           r'''|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")''')
-_SEPARATOR = (r'[ \t]*=(?!=)[ \t]*'                             # api_key = "...", f(token="...")
-              r'|[ \t]*:[ \t]*'                                 # {'neptune_api_token': '...'}
-              r'|[ \t]*:[ \t]*[\w.\[\], |]+?[ \t]*=(?!=)[ \t]*')  # password: str = '...'
+_STRING = (
+    r'''[rRbBuUfF]{0,2}(?:\'\'\'[\s\S]*?\'\'\'|"""[\s\S]*?"""'''
+    r"""|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")"""
+)
+_SEPARATOR = (
+    r'[ \t]*=(?!=)[ \t]*'  # api_key = "...", f(token="...")
+    r'|[ \t]*:[ \t]*'  # {'neptune_api_token': '...'}
+    r'|[ \t]*:[ \t]*[\w.\[\], |]+?[ \t]*=(?!=)[ \t]*'
+)  # password: str = '...'
 _SECRET_LITERAL = re.compile(
-    rf'''(?P<key>(?P<quote>['"]?){_KEY}(?P=quote)\]?(?:{_SEPARATOR}))(?P<literal>{_STRING})''',
-    re.IGNORECASE)
+    rf"""(?P<key>(?P<quote>['"]?){_KEY}(?P=quote)\]?(?:{_SEPARATOR}))(?P<literal>{_STRING})""", re.IGNORECASE
+)
 
 
 def is_secret_key(key):

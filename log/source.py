@@ -1,4 +1,5 @@
 """A copy of the project's source in the run folder, so a run can be traced to the code that made it."""
+
 import os
 
 from log.redact import redact_source
@@ -9,10 +10,13 @@ SOURCE_NAMES = ('requirements.txt', 'README.md')
 def is_skipped_dir(path, name, skip_paths):
     """Hidden folders (.git, .venv, caches), __pycache__, any virtualenv, the given folders, and
     folders holding no Python file themselves (data, earlier runs), so no large tree is walked."""
-    return (name.startswith('.') or name == '__pycache__'
-            or os.path.isfile(os.path.join(path, 'pyvenv.cfg'))
-            or os.path.realpath(path) in skip_paths
-            or not any(entry.endswith('.py') for entry in os.listdir(path)))
+    return (
+        name.startswith('.')
+        or name == '__pycache__'
+        or os.path.isfile(os.path.join(path, 'pyvenv.cfg'))
+        or os.path.realpath(path) in skip_paths
+        or not any(entry.endswith('.py') for entry in os.listdir(path))
+    )
 
 
 def copy_source_files(root, destination, skip=(), secrets=()):
@@ -22,8 +26,7 @@ def copy_source_files(root, destination, skip=(), secrets=()):
     skip_paths = {os.path.realpath(path) for path in skip}
     copied = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(name for name in dirs
-                         if not is_skipped_dir(os.path.join(folder, name), name, skip_paths))
+        dirs[:] = sorted(name for name in dirs if not is_skipped_dir(os.path.join(folder, name), name, skip_paths))
         for name in sorted(files):
             if not (name.endswith('.py') or name in SOURCE_NAMES):
                 continue

@@ -1,4 +1,5 @@
 """Additive angular margin softmax (AAM-softmax, ArcFace) training head."""
+
 import math
 
 import torch
@@ -37,7 +38,7 @@ class AAMSoftmax(nn.Module):
 
     def margin_logits(self, cosine, labels):
         """(B, num_classes) cosines, (B,) -> the same scaled, the target's with the margin added."""
-        sine = torch.sqrt((1.0 - cosine ** 2).clamp(0, 1))
+        sine = torch.sqrt((1.0 - cosine**2).clamp(0, 1))
         with_margin = cosine * math.cos(self.margin) - sine * math.sin(self.margin)
         with_margin = torch.where(cosine > self.threshold, with_margin, cosine - self.fallback)
         target = F.one_hot(labels, cosine.shape[1]).bool()
@@ -46,9 +47,9 @@ class AAMSoftmax(nn.Module):
     def forward(self, emb, labels):
         """(B, E), (B,) -> (loss, top-1 accuracy in %). The accuracy is that of the plain cosines, the
         nearest class as at test time: the margin only handicaps the target during training."""
-        cosine = self.cosines(emb)                                      # (B, num_classes)
+        cosine = self.cosines(emb)  # (B, num_classes)
         logits = self.margin_logits(cosine, labels)
-        losses = F.cross_entropy(logits, labels, reduction='none')     # (B,)
+        losses = F.cross_entropy(logits, labels, reduction='none')  # (B,)
         if self.class_weights is None:
             loss = losses.mean()
         else:

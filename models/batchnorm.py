@@ -4,6 +4,7 @@ torch's SyncBatchNorm runs only on GPUs; this one runs wherever the process grou
 CPU, NCCL on CUDA), so the multi-process tests check it on any machine. In one process, or in
 eval mode, it is exactly nn.BatchNorm1d (same parameters, buffers and state_dict keys).
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,7 +13,7 @@ from utils.distributed import AllReduceSum, rank, world_size
 
 
 class SyncBatchNorm1d(nn.BatchNorm1d):
-    def forward(self, x):                                               # (B, C) or (B, C, T)
+    def forward(self, x):  # (B, C) or (B, C, T)
         if not self.training or world_size() == 1:
             return super().forward(x)
         mean, var = global_mean_var(x)
@@ -38,13 +39,13 @@ def global_mean_var(x):
     keeps the precision of a two-pass variance."""
     dims = [0] + list(range(2, x.dim()))
     count = x.numel() // x.shape[1]
-    if x.dtype in (torch.float16, torch.bfloat16):      # under autocast: statistics in float32, as cuDNN keeps them
+    if x.dtype in (torch.float16, torch.bfloat16):  # under autocast: statistics in float32, as cuDNN keeps them
         x = x.float()
-    var, mean = torch.var_mean(x, dim=dims, unbiased=False)             # (C,) each
-    local = torch.cat([x.new_full((1,), count), mean, var * count])    # (1 + 2C,)
-    table = F.pad(local[None], (0, 0, rank(), world_size() - rank() - 1))   # this rank's row, (W, 1 + 2C)
+    var, mean = torch.var_mean(x, dim=dims, unbiased=False)  # (C,) each
+    local = torch.cat([x.new_full((1,), count), mean, var * count])  # (1 + 2C,)
+    table = F.pad(local[None], (0, 0, rank(), world_size() - rank() - 1))  # this rank's row, (W, 1 + 2C)
     table = AllReduceSum.apply(table)
-    counts, means, squares = table[:, :1], table[:, 1:1 + x.shape[1]], table[:, 1 + x.shape[1]:]
+    counts, means, squares = table[:, :1], table[:, 1 : 1 + x.shape[1]], table[:, 1 + x.shape[1] :]
     total = counts.sum()
     mean = (counts * means).sum(0) / total
     var = (squares + counts * (means - mean) ** 2).sum(0) / total

@@ -5,6 +5,7 @@ batch of one length. With a mask each utterance's embedding is the one it gets a
 are zeroed before every convolution (as the convolutions' own zero padding is), and every mean, std
 and softmax over time runs over the valid frames only.
 """
+
 import torch
 import torch.nn as nn
 
@@ -28,7 +29,7 @@ class SqueezeExcitation(nn.Module):
     def forward(self, x, mask=None):
         if mask is None:
             return x * self.gate(x)
-        return x * self.gate[1:](masked_mean(x, mask))                  # gate[0] is the mean over time
+        return x * self.gate[1:](masked_mean(x, mask))  # gate[0] is the mean over time
 
 
 def masked(x, mask):
@@ -48,8 +49,7 @@ def frame_mask(lengths, frames):
 
 def conv_relu_bn(in_channels, out_channels, kernel_size, dilation=1):
     return nn.Sequential(
-        nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation,
-                  padding=dilation * (kernel_size // 2)),
+        nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2)),
         nn.ReLU(),
         SyncBatchNorm1d(out_channels),
     )
@@ -68,14 +68,14 @@ class Res2Block(nn.Module):
         self.project = conv_relu_bn(width * scale, channels, 1)
         self.se = SqueezeExcitation(channels)
 
-    def forward(self, x, mask=None):                                    # (B, C, T)
-        groups = torch.chunk(masked(self.expand(x), mask), self.scale, dim=1)   # scale x (B, C / scale, T)
+    def forward(self, x, mask=None):  # (B, C, T)
+        groups = torch.chunk(masked(self.expand(x), mask), self.scale, dim=1)  # scale x (B, C / scale, T)
         outputs = []
         previous = None
         for conv, group in zip(self.convs, groups):
             previous = masked(conv(group if previous is None else group + previous), mask)
             outputs.append(previous)
-        outputs.append(groups[-1])                                      # the last group passes unchanged
+        outputs.append(groups[-1])  # the last group passes unchanged
         return masked(self.se(self.project(torch.cat(outputs, dim=1)), mask), mask) + x
 
 
@@ -94,7 +94,7 @@ class AttentiveStatsPooling(nn.Module):
             nn.Softmax(dim=2),
         )
 
-    def forward(self, x, mask=None):                                    # (B, C, T)
+    def forward(self, x, mask=None):  # (B, C, T)
         frames = x.shape[-1]
         if mask is None:
             mean = x.mean(dim=2, keepdim=True)
@@ -105,12 +105,12 @@ class AttentiveStatsPooling(nn.Module):
         std = var.clamp(min=1e-4).sqrt().expand(-1, -1, frames)
         inputs = torch.cat([x, mean.expand(-1, -1, frames), std], dim=1)
         if mask is None:
-            weights = self.attention(inputs)                            # (B, C, T)
-        else:                                                           # the softmax over valid frames only
+            weights = self.attention(inputs)  # (B, C, T)
+        else:  # the softmax over valid frames only
             weights = self.attention[-1](self.attention[:-1](inputs).masked_fill(mask == 0, float('-inf')))
         mu = torch.sum(x * weights, dim=2)
-        sigma = torch.sqrt((torch.sum(x ** 2 * weights, dim=2) - mu ** 2).clamp(min=1e-4))
-        return torch.cat([mu, sigma], dim=1)                            # (B, 2C)
+        sigma = torch.sqrt((torch.sum(x**2 * weights, dim=2) - mu**2).clamp(min=1e-4))
+        return torch.cat([mu, sigma], dim=1)  # (B, 2C)
 
 
 def random_band(length, max_width):
@@ -122,8 +122,15 @@ def random_band(length, max_width):
 
 
 class EcapaTdnn(nn.Module):
-    def __init__(self, in_dim: int, channels: int = 512, embedding_size: int = 192, mask_freq: int = 100,
-                 mask_time: int = 10, mask_p: float = 0.6):
+    def __init__(
+        self,
+        in_dim: int,
+        channels: int = 512,
+        embedding_size: int = 192,
+        mask_freq: int = 100,
+        mask_time: int = 10,
+        mask_p: float = 0.6,
+    ):
         super().__init__()
         self.mask_freq = mask_freq
         self.mask_time = mask_time
@@ -145,25 +152,25 @@ class EcapaTdnn(nn.Module):
         _, dim, frames = x.shape
         f_start, f_width = random_band(dim, self.mask_freq)
         t_start, t_width = random_band(frames, self.mask_time)
-        rectangle = torch.zeros(dim, frames, dtype=torch.bool, device=x.device)     # (D, T)
-        rectangle[f_start:f_start + f_width, t_start:t_start + t_width] = True
+        rectangle = torch.zeros(dim, frames, dtype=torch.bool, device=x.device)  # (D, T)
+        rectangle[f_start : f_start + f_width, t_start : t_start + t_width] = True
         return x.masked_fill(rectangle, 0.0)
 
     def forward(self, x, lengths=None):
         """(B, T, in_dim) SSL hidden states -> (B, embedding_size). lengths (B,): the valid frames
         of each row of a padded batch (None: every frame is valid)."""
-        x = x.transpose(1, 2)                                           # (B, D, T)
+        x = x.transpose(1, 2)  # (B, D, T)
         mask = None if lengths is None else frame_mask(lengths, x.shape[-1])
         x = self.instance_norm(x) if mask is None else masked_instance_norm(x, mask, self.instance_norm.eps)
         if self.training:
             x = self.spec_mask(x)
-        x = masked(self.conv1(x), mask)                                 # (B, C, T)
+        x = masked(self.conv1(x), mask)  # (B, C, T)
         x1 = self.blocks[0](x, mask)
         x2 = self.blocks[1](x + x1, mask)
         x3 = self.blocks[2](x + x1 + x2, mask)
-        x = masked(self.conv2(torch.cat([x1, x2, x3], dim=1)), mask)    # (B, 3C, T)
-        x = self.bn_pool(self.pooling(x, mask))                         # (B, 6C)
-        return self.bn_embedding(self.embedding(x))                     # (B, E)
+        x = masked(self.conv2(torch.cat([x1, x2, x3], dim=1)), mask)  # (B, 3C, T)
+        x = self.bn_pool(self.pooling(x, mask))  # (B, 6C)
+        return self.bn_embedding(self.embedding(x))  # (B, E)
 
 
 def masked_instance_norm(x, mask, eps):

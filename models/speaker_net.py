@@ -1,4 +1,5 @@
 """The trained system: student SSL model (with adapters) -> ECAPA-TDNN -> AAM-softmax."""
+
 import torch.nn as nn
 
 from models.ssl import normalize_waves

@@ -1,12 +1,12 @@
 """The teacher: a frozen Hugging Face speech SSL model (Wav2Vec 2.0, HuBERT or WavLM)."""
+
 import json
 import os
 
 import torch
 from huggingface_hub import hf_hub_download, is_offline_mode, try_to_load_from_cache
 from huggingface_hub.errors import EntryNotFoundError
-from transformers import (AutoConfig, HubertModel, PreTrainedModel, Wav2Vec2Config, Wav2Vec2Model,
-                          WavLMModel)
+from transformers import AutoConfig, HubertModel, PreTrainedModel, Wav2Vec2Config, Wav2Vec2Model, WavLMModel
 
 SSL_MODELS = {'wav2vec2': Wav2Vec2Model, 'hubert': HubertModel, 'wavlm': WavLMModel}
 # weights a checkpoint may lack: the learned mask vector exists only where the saving config masked
@@ -43,22 +43,27 @@ def load_pretrained(model_name_or_path, attention='sdpa'):
     an error, not a silently random teacher)."""
     config = read_config(model_name_or_path)
     if config.model_type not in SSL_MODELS:
-        raise ValueError(f'model_name_or_path={model_name_or_path!r} is a {config.model_type!r} model; '
-                         f'supported types: {", ".join(SSL_MODELS)}')
+        raise ValueError(
+            f'model_name_or_path={model_name_or_path!r} is a {config.model_type!r} model; '
+            f'supported types: {", ".join(SSL_MODELS)}'
+        )
     # WavLM's attention (with its position bias) has no other kernel
     config._attn_implementation = 'eager' if config.model_type == 'wavlm' else attention
     try:
         # float32 whatever the checkpoint's dtype (transformers 5 would keep a float16 upload's):
         # the student copies these weights as its trainable float32 ones
         model, info = SSL_MODELS[config.model_type].from_pretrained(
-            model_name_or_path, config=config, dtype=torch.float32, output_loading_info=True)
+            model_name_or_path, config=config, dtype=torch.float32, output_loading_info=True
+        )
     except (OSError, ValueError, RuntimeError) as error:
         raise TeacherLoadError(load_failure(model_name_or_path, error)) from error
     missing = sorted(set(info['missing_keys']) - OPTIONAL_WEIGHTS)
     if missing:
-        raise TeacherLoadError(f'model_name_or_path={model_name_or_path!r}: the checkpoint lacks {len(missing)} '
-                               f'weights of its own config (first: {missing[0]}); give a folder whose '
-                               f'config.json and weights were saved together')
+        raise TeacherLoadError(
+            f'model_name_or_path={model_name_or_path!r}: the checkpoint lacks {len(missing)} '
+            f'weights of its own config (first: {missing[0]}); give a folder whose '
+            f'config.json and weights were saved together'
+        )
     return model
 
 
@@ -84,11 +89,16 @@ def read_config(model_name_or_path):
 
 def load_failure(model_name_or_path, error):
     """The one message for a checkpoint that cannot be read, saying where it was looked for."""
-    where = ('HF_HUB_OFFLINE is set, so a hub id must already be in the local cache' if is_offline_mode() else
-             'a hub id needs network access (or, with HF_HUB_OFFLINE=1, a copy in the local cache)')
-    return (f'model_name_or_path={model_name_or_path!r}: cannot load the SSL model ({type(error).__name__}). '
-            f'It is neither a local folder saved with save_pretrained (config.json + weights) nor a '
-            f'loadable hub id: {where}. "tiny" gives the demo model.')
+    where = (
+        'HF_HUB_OFFLINE is set, so a hub id must already be in the local cache'
+        if is_offline_mode()
+        else 'a hub id needs network access (or, with HF_HUB_OFFLINE=1, a copy in the local cache)'
+    )
+    return (
+        f'model_name_or_path={model_name_or_path!r}: cannot load the SSL model ({type(error).__name__}). '
+        f'It is neither a local folder saved with save_pretrained (config.json + weights) nor a '
+        f'loadable hub id: {where}. "tiny" gives the demo model.'
+    )
 
 
 def preprocessor_normalizes(model_name_or_path: str) -> bool | None:
@@ -119,7 +129,7 @@ def preprocessor_file(model_name_or_path):
         cached = try_to_load_from_cache(model_name_or_path, PREPROCESSOR_FILE)
         if isinstance(cached, str):
             return cached
-        if cached is not None or is_offline_mode():         # known to be absent, or no way to ask
+        if cached is not None or is_offline_mode():  # known to be absent, or no way to ask
             return None
         return hf_hub_download(model_name_or_path, PREPROCESSOR_FILE)
     except (OSError, ValueError, EntryNotFoundError):
@@ -132,11 +142,11 @@ def normalize_waves(wave, lengths=None):
     lengths (B,): the valid samples of each row of a zero-padded batch; the statistics then cover
     those alone and the padding stays 0, so a row normalises as it would alone."""
     if lengths is None:
-        mean = wave.mean(dim=1, keepdim=True)                                       # (B, 1)
+        mean = wave.mean(dim=1, keepdim=True)  # (B, 1)
         var = wave.var(dim=1, unbiased=False, keepdim=True)
         return (wave - mean) / torch.sqrt(var + NORM_EPS)
-    valid = torch.arange(wave.shape[1], device=wave.device) < lengths[:, None]     # (B, L)
-    count = lengths[:, None].clamp(min=1).to(wave.dtype)                            # (B, 1)
+    valid = torch.arange(wave.shape[1], device=wave.device) < lengths[:, None]  # (B, L)
+    count = lengths[:, None].clamp(min=1).to(wave.dtype)  # (B, 1)
     mean = (wave * valid).sum(dim=1, keepdim=True) / count
     var = (((wave - mean) * valid) ** 2).sum(dim=1, keepdim=True) / count
     return torch.where(valid, (wave - mean) / torch.sqrt(var + NORM_EPS), 0.0)

@@ -5,6 +5,7 @@ that it adds the adapter's output on the rows of the batch that take the SV path
 over a batch holding a KD half and an SV half therefore gives both paths, for every model type
 and layer-norm variant Hugging Face implements (W2V2, HuBERT, WavLM with its position bias).
 """
+
 import copy
 
 import torch
@@ -22,7 +23,7 @@ class Adapter(nn.Module):
         self.layer_norm = nn.LayerNorm(dim)
         self.down = nn.Linear(dim, bottleneck)
         self.up = nn.Linear(bottleneck, dim)
-        nn.init.zeros_(self.down.bias)          # down.weight: nn.Linear's kaiming-uniform, the original adapter's own
+        nn.init.zeros_(self.down.bias)  # down.weight: nn.Linear's kaiming-uniform, the original adapter's own
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
         self.scale = scale
@@ -45,14 +46,14 @@ class AdaptedFeedForward(nn.Module):
         self.pre_norm = pre_norm if pre_norm is not None else nn.Identity()
         self.feed_forward = feed_forward
         self.adapter = adapter
-        self.sv_from = None         # first batch row of the SV path; None: no row takes the adapter
+        self.sv_from = None  # first batch row of the SV path; None: no row takes the adapter
 
     def forward(self, h):
-        out = self.feed_forward(self.pre_norm(h))                       # (N, T, D)
+        out = self.feed_forward(self.pre_norm(h))  # (N, T, D)
         if self.sv_from is None:
             return out
-        sv = out[self.sv_from:] + self.adapter(h[self.sv_from:])
-        return torch.cat([out[:self.sv_from], sv]) if self.sv_from > 0 else sv
+        sv = out[self.sv_from :] + self.adapter(h[self.sv_from :])
+        return torch.cat([out[: self.sv_from], sv]) if self.sv_from > 0 else sv
 
 
 def copy_truncated(teacher, num_layers):
@@ -60,11 +61,15 @@ def copy_truncated(teacher, num_layers):
     weights for everything it has (front end, masked_spec_embed, positional conv, final LayerNorm,
     layers 0..num_layers-1)."""
     if not 1 <= num_layers <= teacher.config.num_hidden_layers:
-        raise ValueError(f'num_hidden_layers={num_layers}: the student needs 1 to '
-                         f'{teacher.config.num_hidden_layers} layers (the teacher has that many)')
+        raise ValueError(
+            f'num_hidden_layers={num_layers}: the student needs 1 to '
+            f'{teacher.config.num_hidden_layers} layers (the teacher has that many)'
+        )
     if getattr(teacher.config, 'add_adapter', False):
-        raise ValueError('model_name_or_path: SSL models with add_adapter=True (a CTC/seq2seq output adapter) '
-                         'are not supported; give the base pre-trained model')
+        raise ValueError(
+            'model_name_or_path: SSL models with add_adapter=True (a CTC/seq2seq output adapter) '
+            'are not supported; give the base pre-trained model'
+        )
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = num_layers
     model = type(teacher)(config)
@@ -84,7 +89,7 @@ class AdaptedFeedForwardAlwaysOn(nn.Module):
         self.adapter = adapted.adapter
 
     def forward(self, h):
-        return self.feed_forward(self.pre_norm(h)) + self.adapter(h)         # (N, T, D)
+        return self.feed_forward(self.pre_norm(h)) + self.adapter(h)  # (N, T, D)
 
 
 class Student(nn.Module):
@@ -95,8 +100,16 @@ class Student(nn.Module):
     alone, the student's own SSL config as a checkpoint keeps it (config.to_dict()): random
     weights, which the checkpoint's then replace, and no teacher read (teacher and num_layers None)."""
 
-    def __init__(self, teacher, num_layers: int | None, bottleneck: int = 64, scale: float = 0.1,
-                 input_residual: bool = False, with_adapters: bool = True, ssl_config: dict | None = None):
+    def __init__(
+        self,
+        teacher,
+        num_layers: int | None,
+        bottleneck: int = 64,
+        scale: float = 0.1,
+        input_residual: bool = False,
+        with_adapters: bool = True,
+        ssl_config: dict | None = None,
+    ):
         super().__init__()
         self.ssl = copy_truncated(teacher, num_layers) if ssl_config is None else model_from_config(ssl_config)
         pre_ln = self.ssl.config.do_stable_layer_norm
@@ -129,7 +142,7 @@ class Student(nn.Module):
         """The SV path over a zero-padded batch: (B, L) waves with (B,) valid samples ->
         (hidden (B, T, D), valid frames (B,)). The encoder zeroes the padded frames and masks them
         out of attention; exact only where pads_exactly."""
-        features = self.extract_features(wave)                          # (B, T, C)
+        features = self.extract_features(wave)  # (B, T, C)
         frames = self.ssl._get_feat_extract_output_lengths(lengths).long()
         valid = torch.arange(features.shape[1], device=wave.device) < frames[:, None]  # (B, T)
         return self.encode(features, sv_from=0, frame_mask=valid), frames
@@ -138,9 +151,9 @@ class Student(nn.Module):
         """Both paths over one CNN front end: (B, L) -> (KD (B, T, D) without adapters,
         SV (B, T, D) with adapters). Everything after the CNN (projection, masking, dropout,
         the layers) runs on the duplicated batch, so each half draws its own masks."""
-        features = self.extract_features(wave)                          # (B, T, C)
+        features = self.extract_features(wave)  # (B, T, C)
         batch = features.shape[0]
-        hidden = self.encode(torch.cat([features, features]), sv_from=batch)   # (2B, T, D)
+        hidden = self.encode(torch.cat([features, features]), sv_from=batch)  # (2B, T, D)
         return hidden[:batch], hidden[batch:]
 
     def forward_two_paths_duplicated(self, wave):
@@ -162,7 +175,7 @@ class Student(nn.Module):
             if isinstance(module, AdaptedFeedForward):
                 module.sv_from = sv_from
         hidden = self.ssl.feature_projection(features)
-        if isinstance(hidden, tuple):           # W2V2 and WavLM also return the normalised features
+        if isinstance(hidden, tuple):  # W2V2 and WavLM also return the normalised features
             hidden = hidden[0]
         hidden = self.ssl._mask_hidden_states(hidden)
         return self.ssl.encoder(hidden, attention_mask=frame_mask).last_hidden_state

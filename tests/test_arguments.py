@@ -24,13 +24,16 @@ def test_overrides_are_typed_by_the_default():
     assert args['class_weight'] is False and args['checkpoint'] == 'x.pt'
 
 
-@pytest.mark.parametrize('token, expected', [
-    ('epochs=3', "Did you mean epoch or kd_epochs?"),
-    ('nonsense=1', "unknown argument 'nonsense'"),
-    ('epoch=three', 'expected a value of type int'),
-    ('class_weight=maybe', 'expected true or false'),
-    ('epoch', 'key=value'),
-])
+@pytest.mark.parametrize(
+    'token, expected',
+    [
+        ('epochs=3', 'Did you mean epoch or kd_epochs?'),
+        ('nonsense=1', "unknown argument 'nonsense'"),
+        ('epoch=three', 'expected a value of type int'),
+        ('class_weight=maybe', 'expected true or false'),
+        ('epoch', 'key=value'),
+    ],
+)
 def test_bad_overrides_fail_with_a_clear_message(token, expected):
     with pytest.raises(ArgumentError, match=expected):
         get_args([token])
@@ -38,6 +41,7 @@ def test_bad_overrides_fail_with_a_clear_message(token, expected):
 
 def test_presets_choose_the_experiment_and_the_command_line_still_wins():
     from arguments import SMOKE
+
     assert get_args([])[0]['preset'] == 'demo' and get_args(['path_train=/d'])[0]['preset'] == 'vox2'
     smoke = get_args(['preset=smoke', 'path_train=/d', 'epoch=2'])[0]
     assert smoke['demo'] is False and smoke['model_name_or_path'] == 'tiny' and smoke['epoch'] == 2
@@ -52,13 +56,20 @@ def test_max_train_files_draws_a_seeded_subset_labelled_again(tmp_path):
     import numpy as np
 
     from data.voxceleb import Manifest, random_subset
+
     labels = np.repeat(np.arange(5), 4)
-    manifest = Manifest(paths=[f'/t/id{label}/v/{i}.wav' for i, label in enumerate(labels)], labels=labels,
-                        speakers=[f'id{k}' for k in range(5)], lengths=np.arange(20), rates=np.full(20, 16000),
-                        channels=np.ones(20, int), notes=[])
+    manifest = Manifest(
+        paths=[f'/t/id{label}/v/{i}.wav' for i, label in enumerate(labels)],
+        labels=labels,
+        speakers=[f'id{k}' for k in range(5)],
+        lengths=np.arange(20),
+        rates=np.full(20, 16000),
+        channels=np.ones(20, int),
+        notes=[],
+    )
     sub = random_subset(manifest, 6, seed=1)
     assert len(sub.paths) == 6 and sub.paths == sorted(sub.paths, key=manifest.paths.index)
     assert sub.paths == random_subset(manifest, 6, seed=1).paths != random_subset(manifest, 6, seed=2).paths
-    for path, label in zip(sub.paths, sub.labels):                  # each file keeps its own speaker
+    for path, label in zip(sub.paths, sub.labels):  # each file keeps its own speaker
         assert sub.speakers[label] == path.split('/')[2]
     assert sub.labels.max() == len(sub.speakers) - 1 and sub.speakers == sorted(sub.speakers)

@@ -1,4 +1,5 @@
 """The whole experiment end to end on a very small demo corpus, and the command line's errors."""
+
 import json
 import shutil
 import subprocess
@@ -42,9 +43,9 @@ def test_metrics_hold_the_epoch_zero_and_per_epoch_evaluation(run_dir):
     eer_steps = [m['step'] for m in metrics if m['name'] == 'eval/Vox1-O/eer']
     assert eer_steps[:3] == [0, 1, 2]
     kd = {m['step']: m['value'] for m in metrics if m['name'] == 'loss/kd'}
-    assert set(kd) == {1, 2} and kd[1] > 0 and kd[2] == 0.0       # KD weight (E - e) / E reaches 0
+    assert set(kd) == {1, 2} and kd[1] > 0 and kd[2] == 0.0  # KD weight (E - e) / E reaches 0
     lrs = {m['step']: m['value'] for m in metrics if m['name'] == 'lr/adapter'}
-    assert lrs[1] == pytest.approx(1e-3)                           # 10 x the ECAPA LR of epoch 1
+    assert lrs[1] == pytest.approx(1e-3)  # 10 x the ECAPA LR of epoch 1
     for m in metrics:
         assert set(m) == {'name', 'value', 'step', 'time'}
 
@@ -59,26 +60,36 @@ def test_every_interval_logs_throughput_time_split_memory_eta_and_kd_health(run_
     values = {name: [value for _, value in points] for name, points in series.items()}
     assert [step for step, _ in series['perf/utterances_per_second']] == [2, 4, 6, 8, 10, 12]
     for per_second, per_step, data, compute, wait in zip(
-            *(values[f'perf/{name}'] for name in ('utterances_per_second', 'seconds_per_step', 'data_seconds_per_step',
-                                                  'compute_seconds_per_step', 'data_wait_fraction'))):
-        assert per_second > 0 and per_second * per_step == pytest.approx(4.0)     # batch_size=4 a step
+        *(
+            values[f'perf/{name}']
+            for name in (
+                'utterances_per_second',
+                'seconds_per_step',
+                'data_seconds_per_step',
+                'compute_seconds_per_step',
+                'data_wait_fraction',
+            )
+        )
+    ):
+        assert per_second > 0 and per_second * per_step == pytest.approx(4.0)  # batch_size=4 a step
         assert 0.0 <= wait <= 1.0 and data == pytest.approx(wait * per_step)
         assert data + compute == pytest.approx(per_step)
     assert all(0.1 < gib < 64 for gib in values['perf/cpu_resident_gib/rank0'])
     # the ETA from the epoch's mean step time (on a shared machine a step may take 0.2 s or 6 s): the
     # steps left of this epoch, then the next epoch's 6, then the evaluations left, fixed within an epoch
-    epoch_eta, run_eta, per_step = (values[f'perf/{name}'] for name in ('eta_epoch_seconds', 'eta_run_seconds',
-                                                                        'seconds_per_step'))
+    epoch_eta, run_eta, per_step = (
+        values[f'perf/{name}'] for name in ('eta_epoch_seconds', 'eta_run_seconds', 'seconds_per_step')
+    )
     for epoch in (1, 2):
         evaluations = []
         for k in range(3):
             i = 3 * (epoch - 1) + k
-            mean = sum(per_step[3 * (epoch - 1):i + 1]) / (k + 1)         # intervals of 2 steps each
+            mean = sum(per_step[3 * (epoch - 1) : i + 1]) / (k + 1)  # intervals of 2 steps each
             assert epoch_eta[i] == pytest.approx((4 - 2 * k) * mean)
             evaluations.append(run_eta[i] - epoch_eta[i] - (2 - epoch) * 6 * mean)
         assert evaluations[0] > 0 and evaluations == pytest.approx([evaluations[0]] * 3)
         assert epoch_eta[3 * epoch - 3] > epoch_eta[3 * epoch - 1] == 0.0
-    assert run_eta[3] > run_eta[4] > run_eta[5] > 0                         # the last epoch: only its steps vary
+    assert run_eta[3] > run_eta[4] > run_eta[5] > 0  # the last epoch: only its steps vary
     # the last epoch's KD weight is 0: the weighted loss is 0, the plain MSE still says how close the paths are
     assert values['health/kd_loss'][3:] == [0.0] * 3 and min(values['health/kd_mse']) > 0
     assert all(values['health/kd_loss'][i] > 0 for i in range(3)) and len(values['health/accuracy']) == 6
@@ -95,7 +106,7 @@ def test_results_carry_the_runs_performance_and_hardware(run_dir):
     resident = [m['value'] for m in metrics if m['name'] == 'perf/cpu_resident_gib/rank0']
     assert performance['peak_cpu_resident_gib'] >= max(resident)
     per_step = [m['value'] for m in metrics if m['name'] == 'perf/seconds_per_step']
-    assert performance['training_seconds'] == pytest.approx(2 * sum(per_step))     # 6 intervals of 2 steps
+    assert performance['training_seconds'] == pytest.approx(2 * sum(per_step))  # 6 intervals of 2 steps
     start = time.mktime(time.strptime(json.loads((run_dir / 'run.json').read_text())['start'], '%Y-%m-%d %H:%M:%S'))
     end = (run_dir / 'results.json').stat().st_mtime
     assert 0 < performance['evaluation_seconds'] < end - start + 1.0 - performance['training_seconds']
@@ -116,7 +127,7 @@ def test_run_folder_holds_checkpoints_scores_plots_and_parameters(run_dir):
 
 
 def test_evaluate_mode_reproduces_the_best_models_results_without_the_teacher(run_dir, corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(inference.model, 'load_teacher', None)     # the checkpoint alone rebuilds the model
+    monkeypatch.setattr(inference.model, 'load_teacher', None)  # the checkpoint alone rebuilds the model
     paths = [f'{key}={corpus[key]}' for key in ('path_test', 'path_trials')]
     main.main(paths + FAST + ['mode=evaluate', f'checkpoint={run_dir / "best.pt"}', f'path_log={tmp_path}'])
     (folder,) = (tmp_path / 'OS-KDFT').iterdir()
@@ -128,16 +139,24 @@ def test_evaluate_mode_reproduces_the_best_models_results_without_the_teacher(ru
     assert again['best_epoch'] == first['best_epoch'] and again['params'] == first['params']
 
 
-@pytest.mark.parametrize('argument, message', [
-    ('epochs=3', "unknown argument 'epochs'. Did you mean epoch or kd_epochs?"),
-    ('nonsense=1', "unknown argument 'nonsense'"),
-    ('path_train=/no/such/folder', "path_train='/no/such/folder' is not a folder"),
-    ('resume=/no/such/last.pt', "resume='/no/such/last.pt': no such checkpoint file"),
-    ('amp=fp32', "amp='fp32': expected one of auto, none, bf16, fp16"),
-])
+@pytest.mark.parametrize(
+    'argument, message',
+    [
+        ('epochs=3', "unknown argument 'epochs'. Did you mean epoch or kd_epochs?"),
+        ('nonsense=1', "unknown argument 'nonsense'"),
+        ('path_train=/no/such/folder', "path_train='/no/such/folder' is not a folder"),
+        ('resume=/no/such/last.pt', "resume='/no/such/last.pt': no such checkpoint file"),
+        ('amp=fp32', "amp='fp32': expected one of auto, none, bf16, fp16"),
+    ],
+)
 def test_bad_command_line_fails_at_once_with_one_clear_line(argument, message, tmp_path):
-    done = subprocess.run([sys.executable, 'main.py', argument, f'path_log={tmp_path / "exp"}'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, 'main.py', argument, f'path_log={tmp_path / "exp"}'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert done.stderr.strip() == f'error: {message}' or done.stderr.strip().startswith(f'error: {message}')
     assert not (tmp_path / 'exp').exists()
@@ -149,12 +168,22 @@ def test_unreadable_training_files_past_max_bad_files_stop_with_one_line_and_kee
     bad = sorted(train.rglob('*.wav'))[0]
     bad.write_bytes(b'not audio')
     paths = [f'{key}={value}' for key, value in corpus.items() if key != 'path_train']
-    command = [sys.executable, 'main.py', f'path_train={train}', f'path_log={tmp_path / "exp"}', 'epoch=1',
-               'max_bad_files=0', *paths, *FAST]
+    command = [
+        sys.executable,
+        'main.py',
+        f'path_train={train}',
+        f'path_log={tmp_path / "exp"}',
+        'epoch=1',
+        'max_bad_files=0',
+        *paths,
+        *FAST,
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
-    expected = (f'error: path_train: 1 training files cannot be read (more than max_bad_files=0), the first: {bad}; '
-                f'repair or remove them, or raise max_bad_files')
+    expected = (
+        f'error: path_train: 1 training files cannot be read (more than max_bad_files=0), the first: {bad}; '
+        f'repair or remove them, or raise max_bad_files'
+    )
     assert done.stderr.strip().splitlines()[-1] == expected
     (folder,) = (tmp_path / 'exp' / 'OS-KDFT').iterdir()
     log = (folder / 'log.txt').read_text()
@@ -173,7 +202,7 @@ def test_processes_started_by_main_itself_train_as_one_job(corpus, tmp_path):
     assert json.loads((folder / 'results.json').read_text())['Vox1-O']['trials'] == 16
     metrics = {(m['name'], m['step']): m['value'] for m in read_metrics(folder)}
     assert metrics[('train/sv', 3)] > 0
-    for name in ('kd', 'sv', 'total'):      # the interval means are the global batch's, as the epoch's are
+    for name in ('kd', 'sv', 'total'):  # the interval means are the global batch's, as the epoch's are
         assert metrics[(f'train/{name}', 6)] == pytest.approx(metrics[(f'loss/{name}', 1)], rel=1e-12)
 
 

@@ -1,6 +1,7 @@
 """Runs that are interrupted (SIGKILL at any moment, SIGTERM as a cluster pre-empts) and resumed
 reach the weights of an uninterrupted run bit for bit; what the checkpoints hold; a failing
 rank ends a 2-process job fast; evaluation from a checkpoint alone."""
+
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from data.voxceleb import read_trials
 from tests.conftest import FAST, ROOT
 
 RUN = [*FAST, 'epoch=3', 'name=run']
-MID_EPOCH_2 = 'epoch 1 done, 2 steps of the next'      # 6 steps an epoch: 24 utterances, batch 4
+MID_EPOCH_2 = 'epoch 1 done, 2 steps of the next'  # 6 steps an epoch: 24 utterances, batch 4
 
 
 def command(corpus, path_log, *extra, launcher=(sys.executable,)):
@@ -80,10 +81,13 @@ def reference(corpus, tmp_path_factory):
     return run_folder(path_log)
 
 
-@pytest.mark.parametrize('minutes, when, steps', [
-    ('0', MID_EPOCH_2, range(2, 6)),                                 # last.pt after every step: within epoch 2
-    ('1000', 'saved last.pt and best.pt: epoch 1 done', [0]),        # only at epoch ends: between epochs 1 and 2
-])
+@pytest.mark.parametrize(
+    'minutes, when, steps',
+    [
+        ('0', MID_EPOCH_2, range(2, 6)),  # last.pt after every step: within epoch 2
+        ('1000', 'saved last.pt and best.pt: epoch 1 done', [0]),  # only at epoch ends: between epochs 1 and 2
+    ],
+)
 def test_a_killed_run_resumed_reaches_the_uninterrupted_weights(corpus, reference, tmp_path, minutes, when, steps):
     killed = interrupt(command(corpus, tmp_path, f'checkpoint_minutes={minutes}'), tmp_path, signal.SIGKILL, when)
     assert killed.returncode == -signal.SIGKILL
@@ -92,17 +96,18 @@ def test_a_killed_run_resumed_reaches_the_uninterrupted_weights(corpus, referenc
     assert saved['epoch'] == 1 and saved['step'] in steps
     done = run_main(sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto')
     assert f'run folder (resumed): {folder}' in done.stdout
-    assert run_folder(tmp_path) == folder                           # no second run folder
+    assert run_folder(tmp_path) == folder  # no second run folder
     assert_same_run(folder, reference)
 
 
 def test_sigterm_saves_says_how_to_resume_exits_0_and_the_resumed_run_is_exact(corpus, reference, tmp_path):
-    stopped = interrupt(command(corpus, tmp_path, 'checkpoint_minutes=1000'), tmp_path, signal.SIGTERM,
-                        when='epoch 1 Vox1-O')
+    stopped = interrupt(
+        command(corpus, tmp_path, 'checkpoint_minutes=1000'), tmp_path, signal.SIGTERM, when='epoch 1 Vox1-O'
+    )
     folder = run_folder(tmp_path)
     assert stopped.returncode == 0
     saved = load(folder / 'last.pt')
-    assert (saved['epoch'], saved['step']) in ((1, 0), (1, 1), (1, 2))   # the step it was in, or the epoch's end
+    assert (saved['epoch'], saved['step']) in ((1, 0), (1, 1), (1, 2))  # the step it was in, or the epoch's end
     log = (folder / 'log.txt').read_text()
     assert f'SIGTERM: stopped after epoch 1 and {saved["step"]} steps of the next' in log
     assert f'Continue with: python main.py resume={folder / "last.pt"}' in log
@@ -113,11 +118,18 @@ def test_sigterm_saves_says_how_to_resume_exits_0_and_the_resumed_run_is_exact(c
 def test_resume_refuses_to_change_the_experiment(corpus, tmp_path):
     stopped = interrupt(command(corpus, tmp_path), tmp_path, signal.SIGTERM, when='epoch 0 Vox1-O')
     assert stopped.returncode == 0
-    done = subprocess.run([sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto', 'lr=0.5'],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto', 'lr=0.5'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
-    assert done.stderr.strip() == ('error: resume continues a run with its own settings: lr cannot change (the run '
-                                   'has lr=0.0001); start a new run to change them')
+    assert done.stderr.strip() == (
+        'error: resume continues a run with its own settings: lr cannot change (the run '
+        'has lr=0.0001); start a new run to change them'
+    )
 
 
 def test_checkpoints_hold_everything_a_resume_needs(reference):
@@ -128,14 +140,15 @@ def test_checkpoints_hold_everything_a_resume_needs(reference):
     trained = [name for name, tensor in last['model'].items() if tensor.is_floating_point()]
     assert len(last['optimizer']['state']) == sum(1 for name in trained if 'running_' not in name)
     assert [group['name'] for group in last['optimizer']['param_groups']] == ['backend', 'student', 'adapter']
-    backend = last['optimizer']['param_groups'][0]['params']       # (LayerDrop skips student layers at times)
-    assert all(last['optimizer']['state'][index]['step'].item() == 18 for index in backend)   # 3 epochs x 6 steps
-    (rng,) = last['rng']                                            # one process: one random state
+    backend = last['optimizer']['param_groups'][0]['params']  # (LayerDrop skips student layers at times)
+    assert all(last['optimizer']['state'][index]['step'].item() == 18 for index in backend)  # 3 epochs x 6 steps
+    (rng,) = last['rng']  # one process: one random state
     assert set(rng) >= {'python', 'numpy', 'torch'} and last['world_size'] == 1
     logged = [json.loads(line) for line in (reference / 'metrics.jsonl').open()]
-    assert last['metrics'] == logged[:len(last['metrics'])]        # the rest: the final scores of the best model
-    assert {(m['name'].split('/')[1], m['step']) for m in logged[len(last['metrics']):]} == {
-        (name, results['best_epoch']) for name in ('Vox1-O', 'Vox1-E', 'Vox1-H')}
+    assert last['metrics'] == logged[: len(last['metrics'])]  # the rest: the final scores of the best model
+    assert {(m['name'].split('/')[1], m['step']) for m in logged[len(last['metrics']) :]} == {
+        (name, results['best_epoch']) for name in ('Vox1-O', 'Vox1-E', 'Vox1-H')
+    }
     assert last['args']['num_hidden_layers'] == 2 and last['args']['epoch'] == 3 and last['num_classes'] == 6
 
 
@@ -146,8 +159,10 @@ def test_the_best_model_is_really_restored_for_the_final_scores(reference):
     assert best < 3, 'this check needs a best epoch before the last one'
     for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
         assert results['Vox1-O'][metric] == eval_o[(f'eval/Vox1-O/{metric}', best)]
-    assert any(eval_o[(f'eval/Vox1-O/{metric}', 3)] != results['Vox1-O'][metric]
-               for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'))      # the last epoch would differ
+    assert any(
+        eval_o[(f'eval/Vox1-O/{metric}', 3)] != results['Vox1-O'][metric]
+        for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01')
+    )  # the last epoch would differ
 
 
 def test_evaluate_mode_needs_only_the_checkpoint(reference, tmp_path):
@@ -161,12 +176,17 @@ def test_evaluate_mode_needs_only_the_checkpoint(reference, tmp_path):
 def test_a_rank_that_raises_ends_the_two_process_job_fast_with_its_message(corpus, tmp_path):
     test_root = tmp_path / 'test'
     subprocess.run(['cp', '-r', corpus['path_test'], str(test_root)], check=True)
-    keys = sorted(set(read_trials(os.path.join(corpus['path_trials'], 'veri_test2.txt')).utterances())
-                  | set(read_trials(os.path.join(corpus['path_trials'], 'list_test_all2.txt')).utterances()))
-    bad = test_root / keys[1]                                       # in rank 1's shard of the enrollment
+    keys = sorted(
+        set(read_trials(os.path.join(corpus['path_trials'], 'veri_test2.txt')).utterances())
+        | set(read_trials(os.path.join(corpus['path_trials'], 'list_test_all2.txt')).utterances())
+    )
+    bad = test_root / keys[1]  # in rank 1's shard of the enrollment
     bad.write_bytes(b'not audio')
-    args = command({**corpus, 'path_test': test_root}, tmp_path / 'exp',
-                   launcher=(sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'))
+    args = command(
+        {**corpus, 'path_test': test_root},
+        tmp_path / 'exp',
+        launcher=(sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'),
+    )
     start = time.monotonic()
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     seconds = time.monotonic() - start
@@ -178,9 +198,14 @@ def test_a_rank_that_raises_ends_the_two_process_job_fast_with_its_message(corpu
 def test_a_two_process_run_stopped_by_sigterm_resumes_on_one_process(corpus, tmp_path):
     torchrun = (sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2')
     # the whole group gets the signal, as a cluster's scheduler sends it
-    interrupt(command(corpus, tmp_path, 'checkpoint_minutes=0', launcher=torchrun), tmp_path,
-              signal.SIGTERM, start_new_session=True, signal_group=True)
-    folder = run_folder(tmp_path)                                   # rank 0 alone wrote a run folder
+    interrupt(
+        command(corpus, tmp_path, 'checkpoint_minutes=0', launcher=torchrun),
+        tmp_path,
+        signal.SIGTERM,
+        start_new_session=True,
+        signal_group=True,
+    )
+    folder = run_folder(tmp_path)  # rank 0 alone wrote a run folder
     saved = load(folder / 'last.pt')
     assert saved['world_size'] == 2 and len(saved['rng']) == 2 and saved['epoch'] == 1
     log = (folder / 'log.txt').read_text()
@@ -192,7 +217,7 @@ def test_a_two_process_run_stopped_by_sigterm_resumes_on_one_process(corpus, tmp
     results = json.loads((folder / 'results.json').read_text())
     assert set(results) == {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params', 'method', 'performance'}
     assert [step for name, step, _ in metric_values(folder) if name == 'loss/sv'] == [1, 2, 3]
-    assert results['performance']['training_steps'] == 3 * 6        # the epoch before the stop counted too
+    assert results['performance']['training_steps'] == 3 * 6  # the epoch before the stop counted too
 
 
 KD_FT = ('method=kd_ft', 'kd_epochs=1', 'epoch=2')
@@ -205,16 +230,21 @@ def kd_ft_reference(corpus, tmp_path_factory):
     return run_folder(path_log)
 
 
-@pytest.mark.parametrize('minutes, when, steps', [
-    ('1000', 'epoch 1 done, 0 steps of the next', [0]),             # at the end of the KD stage
-    ('0', MID_EPOCH_2, range(2, 6)),                                 # within the first fine-tuning epoch
-])
-def test_kd_ft_resumed_across_its_stages_reaches_the_uninterrupted_weights(corpus, kd_ft_reference, tmp_path,
-                                                                           minutes, when, steps):
+@pytest.mark.parametrize(
+    'minutes, when, steps',
+    [
+        ('1000', 'epoch 1 done, 0 steps of the next', [0]),  # at the end of the KD stage
+        ('0', MID_EPOCH_2, range(2, 6)),  # within the first fine-tuning epoch
+    ],
+)
+def test_kd_ft_resumed_across_its_stages_reaches_the_uninterrupted_weights(
+    corpus, kd_ft_reference, tmp_path, minutes, when, steps
+):
     """The optimizer state is reset where the fine-tuning stage starts, and only there: not again
     when a run resumes within that stage's first epoch."""
-    killed = interrupt(command(corpus, tmp_path, *KD_FT, f'checkpoint_minutes={minutes}'), tmp_path,
-                       signal.SIGKILL, when)
+    killed = interrupt(
+        command(corpus, tmp_path, *KD_FT, f'checkpoint_minutes={minutes}'), tmp_path, signal.SIGKILL, when
+    )
     assert killed.returncode == -signal.SIGKILL
     folder = run_folder(tmp_path)
     saved = load(folder / 'last.pt')

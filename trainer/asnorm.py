@@ -8,6 +8,7 @@ once per utterance (N x C cohort scores) and looked up per trial, never once per
 Cohort scores use the trial score's formula of trainer/scoring.py: 0.5 x (full . full + seg_mean . seg_mean),
 each cohort speaker standing in for one utterance.
 """
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,19 +35,25 @@ def cohort_vectors(full, seg_mean, labels, num_speakers: int):
     segments, so the cohort's seg term stays the mean cosine between u's segments and the speaker's.
     """
     full, seg_mean = as_tensor(full), as_tensor(seg_mean)
-    labels = as_tensor(labels).to(device=full.device, dtype=torch.long)           # (N,)
+    labels = as_tensor(labels).to(device=full.device, dtype=torch.long)  # (N,)
     if len(labels) != len(full) or len(seg_mean) != len(full):
-        raise ValueError(f'labels: {len(labels)} labels for {len(full)} full and {len(seg_mean)} '
-                         f'seg_mean vectors; each utterance needs one of each')
+        raise ValueError(
+            f'labels: {len(labels)} labels for {len(full)} full and {len(seg_mean)} '
+            f'seg_mean vectors; each utterance needs one of each'
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= num_speakers):
-        raise ValueError(f'labels: speaker labels must lie in [0, num_speakers={num_speakers}), '
-                         f'got {int(labels.min())}..{int(labels.max())}')
-    counts = torch.bincount(labels, minlength=num_speakers)                        # (C,)
+        raise ValueError(
+            f'labels: speaker labels must lie in [0, num_speakers={num_speakers}), '
+            f'got {int(labels.min())}..{int(labels.max())}'
+        )
+    counts = torch.bincount(labels, minlength=num_speakers)  # (C,)
     if (counts == 0).any():
         empty = torch.nonzero(counts == 0).flatten()[:5].tolist()
-        raise ValueError(f'num_speakers: {int((counts == 0).sum())} of {num_speakers} speakers have no '
-                         f'utterance (the first: {empty}); a cohort speaker needs at least one')
-    sum_full = full.new_zeros(num_speakers, full.shape[1]).index_add_(0, labels, full)          # (C, D)
+        raise ValueError(
+            f'num_speakers: {int((counts == 0).sum())} of {num_speakers} speakers have no '
+            f'utterance (the first: {empty}); a cohort speaker needs at least one'
+        )
+    sum_full = full.new_zeros(num_speakers, full.shape[1]).index_add_(0, labels, full)  # (C, D)
     sum_seg = seg_mean.new_zeros(num_speakers, seg_mean.shape[1]).index_add_(0, labels, seg_mean)  # (C, D)
     return F.normalize(sum_full, dim=1), sum_seg / counts[:, None].to(sum_seg)
 
@@ -60,9 +67,11 @@ def top_k_stats(cohort_scores, top_k: int):
     scores = as_tensor(cohort_scores)
     k = min(top_k, scores.shape[1])
     if k < 2:
-        raise ValueError(f'top_k: {top_k} with a cohort of {scores.shape[1]} speakers leaves {k} score per '
-                         f'utterance; a standard deviation needs at least 2')
-    top = torch.topk(scores, k, dim=1, sorted=False).values.double()              # (N, k)
+        raise ValueError(
+            f'top_k: {top_k} with a cohort of {scores.shape[1]} speakers leaves {k} score per '
+            f'utterance; a standard deviation needs at least 2'
+        )
+    top = torch.topk(scores, k, dim=1, sorted=False).values.double()  # (N, k)
     return top.mean(dim=1).cpu().numpy(), top.std(dim=1, correction=0).cpu().numpy()
 
 
@@ -72,11 +81,11 @@ def utterance_stats(full, seg_mean, cohort_full, cohort_seg, top_k: int, chunk: 
 
     Utterances are scored `chunk` at a time: memory holds chunk x C cohort scores (4,096 x 5,994 float32:
     98 MB) where all at once would be N x C (153,516 x 5,994: 3.7 GB)."""
-    vectors = torch.cat([as_tensor(full), as_tensor(seg_mean)], dim=1)                           # (N, 2D)
-    cohort = torch.cat([as_tensor(cohort_full), as_tensor(cohort_seg)], dim=1).to(vectors)     # (C, 2D)
+    vectors = torch.cat([as_tensor(full), as_tensor(seg_mean)], dim=1)  # (N, 2D)
+    cohort = torch.cat([as_tensor(cohort_full), as_tensor(cohort_seg)], dim=1).to(vectors)  # (C, 2D)
     means, stds = [], []
     for start in range(0, len(vectors), chunk):
-        scores = 0.5 * (vectors[start:start + chunk] @ cohort.T)                                  # (chunk, C)
+        scores = 0.5 * (vectors[start : start + chunk] @ cohort.T)  # (chunk, C)
         mean, std = top_k_stats(scores, top_k)
         means.append(mean)
         stds.append(std)
@@ -88,8 +97,8 @@ def utterance_stats(full, seg_mean, cohort_full, cohort_seg, top_k: int, chunk: 
 def apply_asnorm(scores, enroll_idx, test_idx, mean, std):
     """Normalised trial scores, float64 (M,): trial i scores utterance enroll_idx[i] against test_idx[i]
     (indices into the N utterances of mean and std, as in score_trials)."""
-    scores = np.asarray(scores, dtype=np.float64)                                   # (M,)
-    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)   # (N,)
+    scores = np.asarray(scores, dtype=np.float64)  # (M,)
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)  # (N,)
     enroll_idx, test_idx = np.asarray(enroll_idx), np.asarray(test_idx)
     return 0.5 * ((scores - mean[enroll_idx]) / std[enroll_idx] + (scores - mean[test_idx]) / std[test_idx])
 

@@ -3,6 +3,7 @@
 With several processes every rank embeds its own shard of the utterances, rank 0 gathers them,
 scores, and sends the results to every rank, so each rank takes the same decisions afterwards.
 """
+
 import os
 
 import numpy as np
@@ -17,8 +18,12 @@ from utils import distributed
 from utils.metrics import compute_metrics, eer_threshold
 from utils.progress import progress_bar
 
-NOT_SCORED = {'eer': float('nan'), 'min_dcf_0.05': float('nan'), 'min_dcf_0.01': float('nan'),
-              'eer_threshold': float('nan')}
+NOT_SCORED = {
+    'eer': float('nan'),
+    'min_dcf_0.05': float('nan'),
+    'min_dcf_0.01': float('nan'),
+    'eer_threshold': float('nan'),
+}
 
 
 def trial_utterances(trial_lists):
@@ -59,8 +64,9 @@ def embed_full(model, waves, lengths):
 
 
 @torch.no_grad()
-def embed_utterances(model, root, keys, num_samples, num_seg, device, num_workers=0, show_progress=True,
-                     max_samples=None):
+def embed_utterances(
+    model, root, keys, num_samples, num_seg, device, num_workers=0, show_progress=True, max_samples=None
+):
     """Embeds every utterance twice, whole and as num_seg evenly spaced segments, each rank its
     shard, in groups of max_samples of audio (plan_batches; None: one utterance at a time).
     Returns (unit full embeddings (N, E), mean unit segment embeddings (N, E)) on the CPU, in the
@@ -69,14 +75,22 @@ def embed_utterances(model, root, keys, num_samples, num_seg, device, num_worker
     model.eval()
     rank, world = distributed.rank(), distributed.world_size()
     dataset = EnrollSet(root, shard(keys, rank, world), num_samples, num_seg)
-    groups = ([[i] for i in range(len(dataset))] if max_samples is None else
-              plan_batches(dataset.lengths(), num_samples, num_seg, max_samples))
-    loader = DataLoader(dataset, batch_sampler=groups, num_workers=num_workers, collate_fn=collate_enrollment,
-                        generator=torch.Generator())
+    groups = (
+        [[i] for i in range(len(dataset))]
+        if max_samples is None
+        else plan_batches(dataset.lengths(), num_samples, num_seg, max_samples)
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=groups,
+        num_workers=num_workers,
+        collate_fn=collate_enrollment,
+        generator=torch.Generator(),
+    )
     full = segments = None
     for waves, lengths, segs, index in progress_bar(loader, 'enroll', show_progress):
-        full_emb = embed_full(model, waves.to(device), lengths).float().cpu()          # (B, E)
-        seg_emb = model.embed(segs.to(device)).float().cpu()                            # (B * S, E)
+        full_emb = embed_full(model, waves.to(device), lengths).float().cpu()  # (B, E)
+        seg_emb = model.embed(segs.to(device)).float().cpu()  # (B * S, E)
         if full is None:
             full = torch.empty(len(dataset), full_emb.shape[1])
             segments = torch.empty(len(dataset), num_seg, full_emb.shape[1])
@@ -97,7 +111,7 @@ def interleave(shards, count):
     out = torch.empty(count, first.shape[1], dtype=first.dtype)
     for rank, rows in enumerate(shards):
         if rows is not None:
-            out[rank::len(shards)] = rows
+            out[rank :: len(shards)] = rows
     return out
 
 
@@ -122,8 +136,11 @@ def score_lists(trial_lists, keys, full, seg_mean, cohort=None, top_k=0):
         results[name] = {**list_metrics(scores, trials.labels), 'trials': len(trials.labels), 'scores': scores}
         if stats is not None:
             normalised = apply_asnorm(scores, enroll_idx, test_idx, *stats)
-            results[name]['asnorm'] = {**list_metrics(normalised, trials.labels), 'top_k': top_k,
-                                       'cohort': len(cohort[0])}
+            results[name]['asnorm'] = {
+                **list_metrics(normalised, trials.labels),
+                'top_k': top_k,
+                'cohort': len(cohort[0]),
+            }
             results[name]['asnorm_scores'] = normalised
     return results
 
@@ -133,8 +150,12 @@ def training_cohort(model, manifest, args, device, show_progress=True):
     (drawn with the run's seed), embedded as test utterances are. (cohort_full, cohort_seg) (C, D)
     each on rank 0, None on the others."""
     rng = np.random.default_rng([args['seed'], 7])
-    chosen = np.concatenate([rng.permutation(np.flatnonzero(manifest.labels == speaker))[:args['asnorm_cohort_utts']]
-                             for speaker in range(len(manifest.speakers))])
+    chosen = np.concatenate(
+        [
+            rng.permutation(np.flatnonzero(manifest.labels == speaker))[: args['asnorm_cohort_utts']]
+            for speaker in range(len(manifest.speakers))
+        ]
+    )
     keys = [os.path.relpath(manifest.paths[i], manifest.root) for i in chosen]
     vectors = embed_as_set(model, manifest.root, keys, args, device, show_progress)
     if vectors is None:
@@ -148,8 +169,17 @@ def embed_as_set(model, root, keys, args, device, show_progress):
     a GPU fed, but on a CPU they take cores from the model (2 workers: 25-30 % fewer utterances/s
     on 2 cores): there files are read in the process itself."""
     workers = distributed.data_workers(args['num_workers']) if device.type == 'cuda' else 0
-    return embed_utterances(model, root, keys, args['num_test_frames'] * FRAME_SAMPLES, args['num_seg'], device,
-                            workers, show_progress, round(args['eval_batch_seconds'] * SAMPLE_RATE))
+    return embed_utterances(
+        model,
+        root,
+        keys,
+        args['num_test_frames'] * FRAME_SAMPLES,
+        args['num_seg'],
+        device,
+        workers,
+        show_progress,
+        round(args['eval_batch_seconds'] * SAMPLE_RATE),
+    )
 
 
 def evaluate(model, trial_lists, root, args, device, show_progress=True, cohort=None):

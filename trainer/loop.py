@@ -6,6 +6,7 @@ cluster's pre-emption).
 Every decision that changes what the processes do next (skip this step, save, stop) is taken
 from flags combined over all ranks, so every rank takes it at the same step.
 """
+
 import signal
 import time
 from dataclasses import dataclass, field
@@ -27,9 +28,10 @@ class TrainingDiverged(Exception):
 @dataclass
 class EpochState:
     """What a checkpoint within an epoch holds to continue it exactly."""
-    step: int = 0                                   # steps done in this epoch
+
+    step: int = 0  # steps done in this epoch
     sums: torch.Tensor = field(default_factory=lambda: torch.zeros(len(LOSS_NAMES) + 1, dtype=torch.float64))
-    skipped: int = 0                                # non-finite steps skipped in this epoch
+    skipped: int = 0  # non-finite steps skipped in this epoch
     bad_in_row: int = 0
 
     def to_dict(self):
@@ -54,12 +56,13 @@ def loss_means(sums):
 @dataclass
 class Job:
     """Everything a training epoch uses. model is the (DDP-wrapped) SpeakerNet."""
+
     model: torch.nn.Module
     teacher: torch.nn.Module
     loader: torch.utils.data.DataLoader
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
-    amp_dtype: torch.dtype          # None: full precision
+    amp_dtype: torch.dtype  # None: full precision
     args: dict
     device: torch.device
     logger: object
@@ -100,26 +103,38 @@ def train_epoch(job, epoch, state, stop, save_last):
     job.model.train()
     method = METHODS[args['method']]
     sums = state.sums.to(device)
-    reported = sums.clone()                         # the sums at the last interval's report
+    reported = sums.clone()  # the sums at the last interval's report
     steps = state.step + len(job.loader)
     telemetry = job.telemetry
     telemetry.start_epoch()
-    bar = progress_bar(telemetry.timed(job.loader), f'epoch {epoch}', distributed.is_main(), total=steps,
-                       initial=state.step, own_eta=not telemetry.enabled)
+    bar = progress_bar(
+        telemetry.timed(job.loader),
+        f'epoch {epoch}',
+        distributed.is_main(),
+        total=steps,
+        initial=state.step,
+        own_eta=not telemetry.enabled,
+    )
     for clean, augmented, labels, bad in bar:
         telemetry.count(len(labels))
         clean, augmented = clean.to(device, non_blocking=True), augmented.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        buffers = [buffer.clone() for buffer in job.model.buffers()]   # BatchNorm statistics, put back on a skip
+        buffers = [buffer.clone() for buffer in job.model.buffers()]  # BatchNorm statistics, put back on a skip
         with torch.autocast(device.type, dtype=job.amp_dtype, enabled=job.amp_dtype is not None):
             loss, values = method.step(job.model, job.teacher, clean, augmented, labels, epoch, args)
         job.optimizer.zero_grad(set_to_none=True)
         job.scaler.scale(loss).backward()
         job.scaler.unscale_(job.optimizer)
         save_due = distributed.is_main() and time.monotonic() - job.last_save >= args['checkpoint_minutes'] * 60
-        flags = torch.stack([~torch.isfinite(values[2]), ~torch.isfinite(gradient_norm(job.optimizer)),
-                             torch.tensor(stop.received is not None, device=device),
-                             torch.tensor(save_due, device=device), torch.tensor(any(bad), device=device)])
+        flags = torch.stack(
+            [
+                ~torch.isfinite(values[2]),
+                ~torch.isfinite(gradient_norm(job.optimizer)),
+                torch.tensor(stop.received is not None, device=device),
+                torch.tensor(save_due, device=device),
+                torch.tensor(any(bad), device=device),
+            ]
+        )
         bad_loss, bad_grads, stopping, saving, bad_data = distributed.any_rank(flags).tolist()  # the step's one read
         state.step += 1
         skipped = bad_loss or bad_grads
@@ -129,8 +144,10 @@ def train_epoch(job, epoch, state, stop, save_last):
         if skipped and not overflow:
             for buffer, saved in zip(job.model.buffers(), buffers):
                 buffer.copy_(saved)
-            job.logger.log_text(f'epoch {epoch} step {state.step}: non-finite loss or gradients, step skipped '
-                                f'({state.bad_in_row + 1} in a row)')
+            job.logger.log_text(
+                f'epoch {epoch} step {state.step}: non-finite loss or gradients, step skipped '
+                f'({state.bad_in_row + 1} in a row)'
+            )
         else:
             job.scaler.step(job.optimizer)
         if skipped:
@@ -149,9 +166,11 @@ def train_epoch(job, epoch, state, stop, save_last):
             state.sums = sums.cpu()
             save_last()
         if diverged:
-            raise TrainingDiverged(f'{state.bad_in_row} non-finite steps in a row (max_bad_steps='
-                                   f'{args["max_bad_steps"]}) at epoch {epoch} step {state.step}; last.pt holds '
-                                   f'the weights before them: lower lr or change amp, then resume=PATH')
+            raise TrainingDiverged(
+                f'{state.bad_in_row} non-finite steps in a row (max_bad_steps='
+                f'{args["max_bad_steps"]}) at epoch {epoch} step {state.step}; last.pt holds '
+                f'the weights before them: lower lr or change amp, then resume=PATH'
+            )
         if stopping:
             return False
     state.sums = sums.cpu()
@@ -163,21 +182,26 @@ def note_bad_files(job, epoch, step, bad, save_last, sums, state):
     """Names the training files that could not be read in this step on any rank (each was replaced
     by another item), and stops the run, saved, once the run has met more than max_bad_files."""
     met = distributed.gather_objects(TrainSet.bad_paths(bad))
-    new = distributed.broadcast_object(None if met is None else
-                                       sorted({path for paths in met for path in paths} - set(job.bad_files)))
+    new = distributed.broadcast_object(
+        None if met is None else sorted({path for paths in met for path in paths} - set(job.bad_files))
+    )
     if not new:
         return
     job.bad_files.extend(new)
     limit = job.args['max_bad_files']
-    job.logger.log_text(f'epoch {epoch} step {step}: skipped {len(new)} unreadable training file(s), another item '
-                        f'drawn in place of each ({len(job.bad_files)} in this run, max_bad_files={limit}): '
-                        f'{", ".join(new)}')
+    job.logger.log_text(
+        f'epoch {epoch} step {step}: skipped {len(new)} unreadable training file(s), another item '
+        f'drawn in place of each ({len(job.bad_files)} in this run, max_bad_files={limit}): '
+        f'{", ".join(new)}'
+    )
     if len(job.bad_files) > limit:
         state.sums = sums.cpu()
         save_last()
-        raise ValueError(f'path_train: {len(job.bad_files)} training files cannot be read (more than max_bad_files='
-                         f'{limit}), the first: {", ".join(job.bad_files[:3])}; the log names every one. Repair or '
-                         f'remove them (or raise max_bad_files), then resume=PATH of last.pt')
+        raise ValueError(
+            f'path_train: {len(job.bad_files)} training files cannot be read (more than max_bad_files='
+            f'{limit}), the first: {", ".join(job.bad_files[:3])}; the log names every one. Repair or '
+            f'remove them (or raise max_bad_files), then resume=PATH of last.pt'
+        )
 
 
 def report_interval(job, epoch, step, steps, sums, reported, bar):
@@ -197,15 +221,18 @@ def report_interval(job, epoch, step, steps, sums, reported, bar):
     report = job.telemetry.interval(epoch, step, steps)
     if report is None:
         bar.set_postfix(postfix)
-        job.logger.log_text(f'epoch {epoch} step {step}/{steps}: loss/kd {running["kd"]:.4f} loss/sv '
-                            f'{running["sv"]:.4f} accuracy {running["accuracy"]:.1f} % (running means)')
+        job.logger.log_text(
+            f'epoch {epoch} step {step}/{steps}: loss/kd {running["kd"]:.4f} loss/sv '
+            f'{running["sv"]:.4f} accuracy {running["accuracy"]:.1f} % (running means)'
+        )
         return
     bar.set_postfix(postfix, eta=format_duration(report.eta_epoch), run=format_duration(report.eta_run))
     health = health_metrics(interval, METHODS[job.args['method']].paths(epoch, job.args))
     for name, value in {**health, **report.metrics()}.items():
         job.logger.log_metric(name, value, at)
-    job.logger.log_text(f'epoch {epoch} step {step}/{steps}: {health_text(health)} (last {report.steps} steps) | '
-                        f'{report.text()}')
+    job.logger.log_text(
+        f'epoch {epoch} step {step}/{steps}: {health_text(health)} (last {report.steps} steps) | {report.text()}'
+    )
     for warning in report.warnings:
         job.logger.log_text(warning)
 

@@ -1,5 +1,6 @@
 """A training run's state between epochs (epoch, best model, the epoch in progress) and its
 checkpoints: what last.pt / best.pt hold, and how a resumed run takes it back."""
+
 import os
 import time
 
@@ -18,9 +19,9 @@ class Run:
         self.job = job
         self.raw_model = raw_model
         self.num_classes = num_classes
-        self.params = params                        # parameter counts (teacher, student, backend), for results.json
-        self.epoch = 0                              # epochs completed
-        self.state = EpochState()                   # the epoch in progress
+        self.params = params  # parameter counts (teacher, student, backend), for results.json
+        self.epoch = 0  # epochs completed
+        self.state = EpochState()  # the epoch in progress
         self.best = {'epoch': 0, 'eer': float('inf')}
         self.best_weights = None
 
@@ -33,13 +34,24 @@ class Run:
         rng = gather_rng_states()
         if rng is None:
             return None
-        return {'epoch': self.epoch, 'step': self.state.step, 'epoch_state': self.state.to_dict(),
-                'model': self.raw_model.state_dict(), 'optimizer': self.job.optimizer.state_dict(),
-                'scaler': self.job.scaler.state_dict(), 'best': dict(self.best),
-                'metrics': list(self.job.logger.records), 'rng': rng, 'world_size': distributed.world_size(),
-                'num_classes': self.num_classes, 'args': without_secrets(self.job.args), 'bad_files': list(self.job.bad_files),
-                'telemetry': self.job.telemetry.state_dict(),
-                'ssl_config': self.raw_model.student.ssl.config.to_dict(), 'params': self.params}
+        return {
+            'epoch': self.epoch,
+            'step': self.state.step,
+            'epoch_state': self.state.to_dict(),
+            'model': self.raw_model.state_dict(),
+            'optimizer': self.job.optimizer.state_dict(),
+            'scaler': self.job.scaler.state_dict(),
+            'best': dict(self.best),
+            'metrics': list(self.job.logger.records),
+            'rng': rng,
+            'world_size': distributed.world_size(),
+            'num_classes': self.num_classes,
+            'args': without_secrets(self.job.args),
+            'bad_files': list(self.job.bad_files),
+            'telemetry': self.job.telemetry.state_dict(),
+            'ssl_config': self.raw_model.student.ssl.config.to_dict(),
+            'params': self.params,
+        }
 
     def save(self, best_too=False):
         state = self.checkpoint()
@@ -47,8 +59,10 @@ class Run:
         if best_too:
             self.job.logger.save_checkpoint('best.pt', state)
         self.job.last_save = time.monotonic()
-        self.job.logger.log_text(f'saved last.pt{" and best.pt" if best_too else ""}: epoch {self.epoch} done, '
-                                 f'{self.state.step} steps of the next')
+        self.job.logger.log_text(
+            f'saved last.pt{" and best.pt" if best_too else ""}: epoch {self.epoch} done, '
+            f'{self.state.step} steps of the next'
+        )
 
     def restore(self, saved, run_dir):
         """Continues from a checkpoint: weights, optimizer, loss scaler, counters, metrics, best
@@ -67,14 +81,20 @@ class Run:
         elif self.best['epoch'] > 0:
             best = load_checkpoint(os.path.join(run_dir, 'best.pt'), 'resume')
             if best['epoch'] != self.best['epoch']:
-                raise ValueError(f'resume: {run_dir}/best.pt holds epoch {best["epoch"]}, the run\'s best '
-                                 f'is epoch {self.best["epoch"]}')
+                raise ValueError(
+                    f"resume: {run_dir}/best.pt holds epoch {best['epoch']}, the run's best "
+                    f'is epoch {self.best["epoch"]}'
+                )
             self.best_weights = best['model']
         rank, world = distributed.rank(), distributed.world_size()
         if saved['world_size'] == world:
             set_rng_state(saved['rng'][rank])
         else:
-            self.job.logger.log_text(f'resumed on {world} processes, saved on {saved["world_size"]}: the data '
-                                     f'order is the same, the random streams (dropout, masking) are new ones')
-        self.job.logger.log_text(f'resumed from epoch {self.epoch}, step {self.state.step} of the next; '
-                                 f'best so far epoch {self.best["epoch"]}')
+            self.job.logger.log_text(
+                f'resumed on {world} processes, saved on {saved["world_size"]}: the data '
+                f'order is the same, the random streams (dropout, masking) are new ones'
+            )
+        self.job.logger.log_text(
+            f'resumed from epoch {self.epoch}, step {self.state.step} of the next; '
+            f'best so far epoch {self.best["epoch"]}'
+        )

@@ -3,6 +3,7 @@
 Epochs are 1-based, as in the paper; every value is a closed-form function of the epoch,
 so a resumed run sets exactly the values an uninterrupted one would have.
 """
+
 import math
 
 
@@ -19,7 +20,7 @@ def backend_lr(epoch, lr, lr_min, T_0, T_mult):
         t_cur, t_i = t % T_0, T_0
     else:
         n = int(math.log(t / T_0 * (T_mult - 1) + 1, T_mult))
-        t_cur, t_i = t - T_0 * (T_mult ** n - 1) / (T_mult - 1), T_0 * T_mult ** n
+        t_cur, t_i = t - T_0 * (T_mult**n - 1) / (T_mult - 1), T_0 * T_mult**n
     return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
 
 

@@ -3,6 +3,7 @@
 The mean of the S x S cosines between two utterances' segments equals the dot product of their
 mean unit segment vectors, so each utterance keeps two vectors and each trial needs two dot products.
 """
+
 import numpy as np
 import torch.nn.functional as F
 
@@ -20,7 +21,7 @@ def score_trials(full, seg_mean, enroll_idx, test_idx, chunk=16_384):
     enroll_idx, test_idx = np.asarray(enroll_idx), np.asarray(test_idx)
     scores = np.empty(len(enroll_idx), dtype=np.float64)
     for start in range(0, len(scores), chunk):
-        enroll = vectors[enroll_idx[start:start + chunk]]           # (C, 2D)
-        test = vectors[test_idx[start:start + chunk]]               # (C, 2D)
-        scores[start:start + chunk] = 0.5 * np.einsum('cd,cd->c', enroll, test)
+        enroll = vectors[enroll_idx[start : start + chunk]]  # (C, 2D)
+        test = vectors[test_idx[start : start + chunk]]  # (C, 2D)
+        scores[start : start + chunk] = 0.5 * np.einsum('cd,cd->c', enroll, test)
     return scores

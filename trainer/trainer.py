@@ -1,6 +1,7 @@
 """The experiment: build the models and data, train with OS-KDFT, keep the best model by
 Vox1-O EER, and score Vox1-O / E / H with it at the end; in one process or many, resumable from
 any checkpoint."""
+
 import math
 import os
 
@@ -12,8 +13,14 @@ from data.audio import FRAME_SAMPLES
 from data.augment import Augmenter
 from data.datasets import TrainSet, resolve_test_files
 from data.sampler import GlobalBatchSampler
-from data.voxceleb import (OFFICIAL_TRIAL_FILES, class_weights, identify_voxceleb, random_subset, read_trials,
-                           scan_voxceleb)
+from data.voxceleb import (
+    OFFICIAL_TRIAL_FILES,
+    class_weights,
+    identify_voxceleb,
+    random_subset,
+    read_trials,
+    scan_voxceleb,
+)
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
 from models.speaker_net import SpeakerNet
@@ -39,10 +46,23 @@ def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
     random until the checkpoint's are loaded."""
     method = METHODS[args['method']]
     num_layers = method.student_layers(args, teacher) if ssl_config is None else None
-    student = Student(teacher, num_layers, args['adapter_bottleneck'], args['adapter_scale'],
-                      args['adapter_input_residual'], with_adapters=method.ADAPTERS, ssl_config=ssl_config)
-    backend = EcapaTdnn(student.hidden_size, args['ecapa_channels'], args['embedding_size'],
-                        args['spec_mask_freq'], args['spec_mask_time'], args['spec_mask_p'])
+    student = Student(
+        teacher,
+        num_layers,
+        args['adapter_bottleneck'],
+        args['adapter_scale'],
+        args['adapter_input_residual'],
+        with_adapters=method.ADAPTERS,
+        ssl_config=ssl_config,
+    )
+    backend = EcapaTdnn(
+        student.hidden_size,
+        args['ecapa_channels'],
+        args['embedding_size'],
+        args['spec_mask_freq'],
+        args['spec_mask_time'],
+        args['spec_mask_p'],
+    )
     head = AAMSoftmax(args['embedding_size'], num_classes, args['aam_margin'], args['aam_scale'], weights)
     return SpeakerNet(student, backend, head, normalize_wave=args['normalize_wave'])
 
@@ -50,8 +70,9 @@ def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
 def build_optimizer(model):
     """One Adam for the whole run (its moments are never reset); the LR of each named group is
     set every epoch by the schedule."""
-    groups = [{'name': name, 'params': params, 'lr': 0.0}
-              for name, params in model.parameter_groups().items() if params]      # no adapter group without adapters
+    groups = [
+        {'name': name, 'params': params, 'lr': 0.0} for name, params in model.parameter_groups().items() if params
+    ]  # no adapter group without adapters
     return torch.optim.Adam(groups, weight_decay=0.0)
 
 
@@ -68,6 +89,7 @@ def training_manifest(args, logger):
     """The training files and speakers, scanned once into path_cache (rank 0 first, the others then
     read its cache), with what the scan found said in the log: files left out, resampled or
     mixed down, counts unlike the official ones."""
+
     def scan():
         return scan_voxceleb(args['path_train'], 'path_train', args['path_cache'], args['min_train_seconds'])
 
@@ -78,12 +100,16 @@ def training_manifest(args, logger):
         logger.log_text(note)
     if 0 < args['max_train_files'] < len(manifest.paths):
         manifest = random_subset(manifest, args['max_train_files'], args['seed'])
-        logger.log_text(f'max_train_files={args["max_train_files"]}: training on a random subset, '
-                        f'{len(manifest.paths)} files of {len(manifest.speakers)} speakers')
+        logger.log_text(
+            f'max_train_files={args["max_train_files"]}: training on a random subset, '
+            f'{len(manifest.paths)} files of {len(manifest.speakers)} speakers'
+        )
     if len(manifest.unreadable) > args['max_bad_files']:
-        raise ValueError(f'path_train: {len(manifest.unreadable)} training files cannot be read (more than '
-                         f'max_bad_files={args["max_bad_files"]}), the first: {", ".join(manifest.unreadable[:3])}; '
-                         f'repair or remove them, or raise max_bad_files')
+        raise ValueError(
+            f'path_train: {len(manifest.unreadable)} training files cannot be read (more than '
+            f'max_bad_files={args["max_bad_files"]}), the first: {", ".join(manifest.unreadable[:3])}; '
+            f'repair or remove them, or raise max_bad_files'
+        )
     return manifest
 
 
@@ -102,8 +128,11 @@ def load_trial_lists(args, logger, manifest=None):
             logger.log_text(f'{name}: left out ({key}=off)')
             continue
         candidates = [args[key]] if args[key] else OFFICIAL_TRIAL_FILES[name]
-        found = [file for file in candidates if args['path_trials'] and
-                 os.path.isfile(os.path.join(args['path_trials'], file))]
+        found = [
+            file
+            for file in candidates
+            if args['path_trials'] and os.path.isfile(os.path.join(args['path_trials'], file))
+        ]
         if found:
             lists[name] = read_trials(os.path.join(args['path_trials'], found[0]))
             logger.log_text(f'{name}: {len(lists[name].labels)} trials from {found[0]}')
@@ -120,12 +149,17 @@ def build_train_loader(args, manifest, device):
     augment = None
     if args['path_musan']:
         augment = Augmenter(args['path_musan'], args['path_rir'], args['aug_p'], args['clip_p'], args['ease_p'])
-    dataset = TrainSet(manifest.paths, manifest.labels, args['num_train_frames'] * FRAME_SAMPLES, augment,
-                       args['seed'])
-    sampler = GlobalBatchSampler(len(dataset), args['batch_size'], distributed.rank(), distributed.world_size(),
-                                 args['seed'])
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=distributed.data_workers(args['num_workers']),
-                      pin_memory=device.type == 'cuda', generator=torch.Generator())
+    dataset = TrainSet(manifest.paths, manifest.labels, args['num_train_frames'] * FRAME_SAMPLES, augment, args['seed'])
+    sampler = GlobalBatchSampler(
+        len(dataset), args['batch_size'], distributed.rank(), distributed.world_size(), args['seed']
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=distributed.data_workers(args['num_workers']),
+        pin_memory=device.type == 'cuda',
+        generator=torch.Generator(),
+    )
 
 
 def amp_dtype(args, device):
@@ -139,8 +173,11 @@ def distribute(model, device, args):
     """DDP over the job's processes (the model itself in one process)."""
     if distributed.world_size() == 1:
         return model
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
-                                   find_unused_parameters=some_steps_leave_parameters_out(model, args))
+    return DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == 'cuda' else None,
+        find_unused_parameters=some_steps_leave_parameters_out(model, args),
+    )
 
 
 def some_steps_leave_parameters_out(model, args):
@@ -157,8 +194,9 @@ def log_training(logger, epoch, lrs, losses):
         logger.log_metric(f'lr/{name}', value, epoch)
     for name in ('kd', 'sv', 'total'):
         logger.log_metric(f'loss/{name}', losses[name], epoch)
-    logger.log_text(f'epoch {epoch}: loss/kd {losses["kd"]:.4f} loss/sv {losses["sv"]:.4f} '
-                    f'accuracy {losses["accuracy"]:.1f} %')
+    logger.log_text(
+        f'epoch {epoch}: loss/kd {losses["kd"]:.4f} loss/sv {losses["sv"]:.4f} accuracy {losses["accuracy"]:.1f} %'
+    )
 
 
 def log_evaluation(logger, results, epoch, prefix='eval'):
@@ -167,26 +205,39 @@ def log_evaluation(logger, results, epoch, prefix='eval'):
         log_list(logger, name, result, epoch, prefix)
         if 'asnorm' in result:
             norm = result['asnorm']
-            log_list(logger, f'{name}/asnorm', dict(norm, trials=result['trials']), epoch, prefix,
-                     f' with AS-norm (top {norm["top_k"]} of {norm["cohort"]} cohort speakers)')
+            log_list(
+                logger,
+                f'{name}/asnorm',
+                dict(norm, trials=result['trials']),
+                epoch,
+                prefix,
+                f' with AS-norm (top {norm["top_k"]} of {norm["cohort"]} cohort speakers)',
+            )
 
 
 def log_list(logger, name, result, epoch, prefix, how=''):
     if result.get('nonfinite'):
-        logger.log_text(f'epoch {epoch} {name}: {result["nonfinite"]} of {result["trials"]} scores are not '
-                        f'finite: not scored, the epoch does not count as an improvement')
+        logger.log_text(
+            f'epoch {epoch} {name}: {result["nonfinite"]} of {result["trials"]} scores are not '
+            f'finite: not scored, the epoch does not count as an improvement'
+        )
         return
     for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
         logger.log_metric(f'{prefix}/{name}/{metric}', result[metric], epoch)
-    logger.log_text(f'epoch {epoch} {name}{how}: EER {result["eer"]:.3f} %, minDCF(0.05) '
-                    f'{result["min_dcf_0.05"]:.4f}, minDCF(0.01) {result["min_dcf_0.01"]:.4f} '
-                    f'({result["trials"]} trials)')
+    logger.log_text(
+        f'epoch {epoch} {name}{how}: EER {result["eer"]:.3f} %, minDCF(0.05) '
+        f'{result["min_dcf_0.05"]:.4f}, minDCF(0.01) {result["min_dcf_0.01"]:.4f} '
+        f'({result["trials"]} trials)'
+    )
 
 
 def parameter_counts(teacher, model):
     """The sizes results.json reports: the teacher, the deployed student (adapters included) and ECAPA."""
-    return {'teacher': count_parameters(teacher), 'student': count_parameters(model.student),
-            'backend': count_parameters(model.backend)}
+    return {
+        'teacher': count_parameters(teacher),
+        'student': count_parameters(model.student),
+        'backend': count_parameters(model.backend),
+    }
 
 
 def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params, telemetry, manifest=None):
@@ -196,8 +247,10 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
     cohort = None
     with telemetry.timed_evaluation():
         if args['asnorm_top_k'] and trial_lists:
-            logger.log_text(f'AS-norm cohort: {len(manifest.speakers)} training speakers, '
-                            f'{args["asnorm_cohort_utts"]} utterances each')
+            logger.log_text(
+                f'AS-norm cohort: {len(manifest.speakers)} training speakers, '
+                f'{args["asnorm_cohort_utts"]} utterances each'
+            )
             cohort = training_cohort(model, manifest, args, device, show)
         results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
     log_evaluation(logger, results, best_epoch, prefix='final')
@@ -227,35 +280,48 @@ def train(args, logger, device, resume=None):
     loader = build_train_loader(args, manifest, device)
     teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl']).to(device)
     if preprocessor_normalizes(args['model_name_or_path']) and not args['normalize_wave']:
-        logger.log_text(f'{args["model_name_or_path"]}: its preprocessor normalises waves (do_normalize) and '
-                        f'normalize_wave is off, as in the original code; normalize_wave=true feeds it as pre-trained')
+        logger.log_text(
+            f'{args["model_name_or_path"]}: its preprocessor normalises waves (do_normalize) and '
+            f'normalize_wave is off, as in the original code; normalize_wave=true feeds it as pre-trained'
+        )
     num_classes = len(manifest.speakers)
     weights = torch.from_numpy(class_weights(manifest.labels, num_classes)) if args['class_weight'] else None
     raw_model = build_model(args, teacher, num_classes, weights).to(device)
     params = parameter_counts(teacher, raw_model)
     method = METHODS[args['method']]
     if not method.USES_TEACHER:
-        teacher = None          # copied into the student; without KD it never runs
+        teacher = None  # copied into the student; without KD it never runs
     if args['compile']:
         raw_model.student.compile()
         raw_model.backend.compile()
     dtype = amp_dtype(args, device)
-    job = Job(distribute(raw_model, device, args), teacher, loader, build_optimizer(raw_model),
-              torch.amp.GradScaler(device.type, enabled=dtype == torch.float16), dtype, args, device, logger,
-              bad_files=list(manifest.unreadable),
-              telemetry=Telemetry(device, num_workers=loader.num_workers, batch_size=args['batch_size']))
+    job = Job(
+        distribute(raw_model, device, args),
+        teacher,
+        loader,
+        build_optimizer(raw_model),
+        torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        dtype,
+        args,
+        device,
+        logger,
+        bad_files=list(manifest.unreadable),
+        telemetry=Telemetry(device, num_workers=loader.num_workers, batch_size=args['batch_size']),
+    )
     run = Run(job, raw_model, num_classes, params)
     seed_everything(args['seed'] + distributed.rank())
-    logger.log_text(f'method {args["method"]}: {method.__doc__.split(":")[0]}; {method.epochs(args)} epochs; '
-                    f'{len(manifest.paths)} training utterances of {num_classes} speakers; parameters {params}; '
-                    f'augmentation {"on" if loader.dataset.augment else "off (no path_musan / path_rir)"}; '
-                    f'precision {dtype or torch.float32}; batch {args["batch_size"]} = {distributed.world_size()} '
-                    f'x {loader.batch_sampler.per_rank}')
+    logger.log_text(
+        f'method {args["method"]}: {method.__doc__.split(":")[0]}; {method.epochs(args)} epochs; '
+        f'{len(manifest.paths)} training utterances of {num_classes} speakers; parameters {params}; '
+        f'augmentation {"on" if loader.dataset.augment else "off (no path_musan / path_rir)"}; '
+        f'precision {dtype or torch.float32}; batch {args["batch_size"]} = {distributed.world_size()} '
+        f'x {loader.batch_sampler.per_rank}'
+    )
 
     show = distributed.is_main()
     tuning = {name: trials for name, trials in trial_lists.items() if name == 'Vox1-O'}
     plan_run(job.telemetry, method, args, tuning, trial_lists)
-    with StopSignal() as stop:          # from here on a SIGTERM / SIGINT saves and stops at the next step
+    with StopSignal() as stop:  # from here on a SIGTERM / SIGINT saves and stops at the next step
         if resume:
             run.restore(resume, os.path.dirname(os.path.abspath(args['resume'])))
         elif tuning:
@@ -266,7 +332,7 @@ def train(args, logger, device, resume=None):
             logger.log_text('no Vox1-O list: the last epoch is kept as the best model')
         for epoch in range(run.epoch + 1, method.epochs(args) + 1):
             if method.new_stage(epoch, args) and run.state.step == 0:
-                job.optimizer.state.clear()         # a new stage starts as a new run would
+                job.optimizer.state.clear()  # a new stage starts as a new run would
                 logger.log_text(f'epoch {epoch}: the next stage of {args["method"]} starts, optimizer state reset')
             lrs = set_lrs(job.optimizer, epoch, args)
             loader.batch_sampler.set_epoch(epoch, run.state.step)
@@ -282,8 +348,9 @@ def train(args, logger, device, resume=None):
     else:
         raw_model.load_state_dict(run.best_weights)
     logger.log_text(f'best epoch {run.best["epoch"]} (Vox1-O EER {run.best["eer"]:.3f} %); scoring every trial list')
-    return final_evaluation(raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params,
-                            job.telemetry, manifest)
+    return final_evaluation(
+        raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params, job.telemetry, manifest
+    )
 
 
 def plan_run(telemetry, method, args, tuning, trial_lists):
@@ -302,8 +369,10 @@ def end_epoch(run, epoch, lrs, tuning, show):
     steps = job.loader.batch_sampler.steps_per_epoch
     job.logger.log_metric('train/skipped_steps', run.state.skipped, global_step(epoch, steps, steps))
     if run.state.skipped:
-        job.logger.log_text(f'epoch {epoch}: {run.state.skipped} steps skipped (non-finite loss or gradients, '
-                            f'or fp16 overflow while the loss scale settles); the means are over the others')
+        job.logger.log_text(
+            f'epoch {epoch}: {run.state.skipped} steps skipped (non-finite loss or gradients, '
+            f'or fp16 overflow while the loss scale settles); the means are over the others'
+        )
     eer = threshold = float('nan')
     scored = METHODS[job.args['method']].scored(epoch, job.args)
     if tuning and scored:
@@ -313,7 +382,7 @@ def end_epoch(run, epoch, lrs, tuning, show):
         eer, threshold = results['Vox1-O']['eer'], results['Vox1-O']['eer_threshold']
     improved = improves(eer, run.best['eer']) if tuning else scored
     if improved:
-        run.best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}       # threshold: mode=verify's
+        run.best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}  # threshold: mode=verify's
         run.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in run.raw_model.state_dict().items()}
     job.logger.end_epoch()
     run.epoch, run.state = epoch, EpochState()
@@ -326,8 +395,13 @@ def improves(eer, best_eer):
 
 
 def stopped(logger, stop, epoch, step):
-    launcher = (f'torchrun --nproc_per_node={distributed.world_size()} main.py'
-                if 'TORCHELASTIC_RUN_ID' in os.environ else 'python main.py')
-    logger.log_text(f'{stop.received}: stopped after epoch {epoch} and {step} steps of the next; last.pt saved. '
-                    f'Continue with: {launcher} resume={os.path.join(logger.run_dir, "last.pt")}')
+    launcher = (
+        f'torchrun --nproc_per_node={distributed.world_size()} main.py'
+        if 'TORCHELASTIC_RUN_ID' in os.environ
+        else 'python main.py'
+    )
+    logger.log_text(
+        f'{stop.received}: stopped after epoch {epoch} and {step} steps of the next; last.pt saved. '
+        f'Continue with: {launcher} resume={os.path.join(logger.run_dir, "last.pt")}'
+    )
     return None

@@ -3,6 +3,7 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
 `torch.load(path, weights_only=True)` reads it without running any code from the file.
 """
+
 import os
 import random
 
@@ -42,22 +43,34 @@ def load_checkpoint(path, argument='checkpoint'):
         raise FileNotFoundError(f'{argument}={path!r}: no such checkpoint file')
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:          # torch raises many types for a file that is not a checkpoint
-        raise ValueError(f'{argument}={path!r} is not a readable checkpoint ({type(error).__name__}: '
-                         f'{str(error).splitlines()[0] if str(error) else ""})') from None
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+        raise ValueError(
+            f'{argument}={path!r} is not a readable checkpoint ({type(error).__name__}: '
+            f'{str(error).splitlines()[0] if str(error) else ""})'
+        ) from None
     missing = [entry for entry in RUN_ENTRIES if entry not in state] if isinstance(state, dict) else list(RUN_ENTRIES)
     if missing:
-        raise ValueError(f'{argument}={path!r} is not a checkpoint of this project (no {", ".join(missing)} '
-                         f'entry): give the last.pt / best.pt of a run')
+        raise ValueError(
+            f'{argument}={path!r} is not a checkpoint of this project (no {", ".join(missing)} '
+            f'entry): give the last.pt / best.pt of a run'
+        )
     return state
 
 
 def rng_state():
     """This process's random state: python, NumPy (Hugging Face's masking draws from it), torch and CUDA."""
     kind, keys, position, has_gauss, cached = np.random.get_state()
-    state = {'python': random.getstate(), 'torch': torch.get_rng_state(),
-             'numpy': {'kind': kind, 'keys': torch.from_numpy(keys.astype(np.int64)), 'position': position,
-                       'has_gauss': has_gauss, 'cached': cached}}
+    state = {
+        'python': random.getstate(),
+        'torch': torch.get_rng_state(),
+        'numpy': {
+            'kind': kind,
+            'keys': torch.from_numpy(keys.astype(np.int64)),
+            'position': position,
+            'has_gauss': has_gauss,
+            'cached': cached,
+        },
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state()
     return state
@@ -66,12 +79,12 @@ def rng_state():
 def set_rng_state(state):
     random.setstate(state['python'])
     numpy = state['numpy']
-    np.random.set_state((numpy['kind'], numpy['keys'].numpy().astype(np.uint32), numpy['position'],
-                         numpy['has_gauss'], numpy['cached']))
+    np.random.set_state(
+        (numpy['kind'], numpy['keys'].numpy().astype(np.uint32), numpy['position'], numpy['has_gauss'], numpy['cached'])
+    )
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state['cuda'])
-
 
 
 def gather_rng_states():

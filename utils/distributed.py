@@ -4,6 +4,7 @@ A job of N processes is started by torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTE
 environment) or by `spawn` below; `init` joins it. Every other function here works unchanged in a
 single process, where a collective is the identity.
 """
+
 import os
 import socket
 
@@ -77,7 +78,7 @@ def spawn(worker, nprocs, *args):
 
 def _run_as_rank(local_rank, worker, nprocs, args):
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank))
-    if 'OMP_NUM_THREADS' not in os.environ:     # the CPU cores shared out, as torchrun does
+    if 'OMP_NUM_THREADS' not in os.environ:  # the CPU cores shared out, as torchrun does
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // nprocs))
     worker(*args)
 

@@ -1,4 +1,5 @@
 """The machine a run or a benchmark uses, and the memory a process has needed so far."""
+
 import os
 import platform
 import resource
@@ -6,7 +7,7 @@ import sys
 
 import torch
 
-GIB = 2 ** 30
+GIB = 2**30
 
 
 def cpu_model():
@@ -29,8 +30,15 @@ def available_cores():
 def describe_machine():
     """This machine's CPU, its visible GPUs, and the torch / CUDA versions, as a dict for results.json."""
     gpus = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
-    return {'cpu': cpu_model(), 'cpu_cores': os.cpu_count(), 'cpu_cores_available': available_cores(),
-            'gpus': gpus, 'gpu_count': len(gpus), 'torch': torch.__version__, 'cuda': torch.version.cuda}
+    return {
+        'cpu': cpu_model(),
+        'cpu_cores': os.cpu_count(),
+        'cpu_cores_available': available_cores(),
+        'gpus': gpus,
+        'gpu_count': len(gpus),
+        'torch': torch.__version__,
+        'cuda': torch.version.cuda,
+    }
 
 
 def describe():
@@ -44,14 +52,17 @@ def describe():
 def peak_resident_bytes():
     """The most resident memory (RSS) this process has held since it started."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == 'darwin' else peak * 1024        # bytes on macOS, KiB on Linux
+    return peak if sys.platform == 'darwin' else peak * 1024  # bytes on macOS, KiB on Linux
 
 
 def peak_memory_bytes(device):
     """(peak allocated, peak reserved, capacity) of a GPU since the process started, in bytes; on a
     CPU (peak resident memory, the same, 0): the capacity a CPU process may use is not known."""
     if device.type == 'cuda':
-        return (torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device),
-                torch.cuda.get_device_properties(device).total_memory)
+        return (
+            torch.cuda.max_memory_allocated(device),
+            torch.cuda.max_memory_reserved(device),
+            torch.cuda.get_device_properties(device).total_memory,
+        )
     peak = peak_resident_bytes()
     return peak, peak, 0

@@ -3,6 +3,7 @@
 All of them read the same ROC, from reject-all (0, 0) to accept-all (1, 1), tied scores one step,
 built from the target and the non-target scores sorted apart (see _roc).
 """
+
 import numpy as np
 
 
@@ -17,8 +18,10 @@ def _checked(scores, labels):
     num_target = int(targets.sum())
     num_nontarget = targets.size - num_target
     if num_target == 0 or num_nontarget == 0:
-        raise ValueError(f'EER / minDCF need target (1) and non-target (0) trials; got {num_target} '
-                         f'targets and {num_nontarget} non-targets')
+        raise ValueError(
+            f'EER / minDCF need target (1) and non-target (0) trials; got {num_target} '
+            f'targets and {num_nontarget} non-targets'
+        )
     return scores, targets, num_target, num_nontarget
 
 
@@ -30,10 +33,10 @@ def _roc(scores, labels):
     # never lower the cost. So the ROC is exact with two points per distinct target score v:
     # everything above v accepted, then everything at or above v (ties in one step). Their counts
     # come from the two scores sorted apart; no sort or merge of all the trials together.
-    target = np.sort(np.compress(targets, scores))                  # (T,) ascending
-    nontarget = np.sort(np.compress(~targets, scores))              # (N,) ascending; compress: 3x a mask index
-    last = np.flatnonzero(np.r_[target[1:] != target[:-1], True])   # last of each tie group
-    values = target[last]                                           # (V,) distinct target scores
+    target = np.sort(np.compress(targets, scores))  # (T,) ascending
+    nontarget = np.sort(np.compress(~targets, scores))  # (N,) ascending; compress: 3x a mask index
+    last = np.flatnonzero(np.r_[target[1:] != target[:-1], True])  # last of each tie group
+    values = target[last]  # (V,) distinct target scores
     first = np.r_[0, last[:-1] + 1]
     true_above, true_at_or_above = num_target - last - 1, num_target - first
     false_above = num_nontarget - np.searchsorted(nontarget, values, side='right')
@@ -96,11 +99,11 @@ def eer_threshold(scores, labels):
     threshold. Its two error rates lie either side of the EER (they are an end of the ROC segment
     where the EER is interpolated), so a verification at this threshold errs about as often as the EER."""
     scores, targets, num_target, num_nontarget = _checked(scores, labels)
-    candidates = np.unique(scores)                                                  # (K,) ascending
+    candidates = np.unique(scores)  # (K,) ascending
     false_accepts = num_nontarget - np.searchsorted(np.sort(scores[~targets]), candidates, side='left')
     misses = np.searchsorted(np.sort(scores[targets]), candidates, side='left')
     # both rates over one denominator, num_target x num_nontarget, so that ties compare exactly
-    fa, miss = false_accepts * num_target, misses * num_nontarget                  # (K,) int64 each
+    fa, miss = false_accepts * num_target, misses * num_nontarget  # (K,) int64 each
     return float(candidates[np.lexsort((fa + miss, np.maximum(fa, miss)))[0]])
 
 

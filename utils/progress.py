@@ -1,4 +1,5 @@
 """Progress bars for the main process at a terminal only; in a log file they would be noise."""
+
 from datetime import timedelta
 
 from tqdm import tqdm
@@ -10,8 +11,15 @@ OWN_ETA_FORMAT = '{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postf
 def progress_bar(iterable, description, show=True, total=None, initial=0, own_eta=True):
     """own_eta=False: the bar leaves out tqdm's time left (the caller shows its own in the postfix)."""
     # disable=None: tqdm turns itself off when the output is not a terminal
-    return tqdm(iterable, desc=description, leave=False, disable=None if show else True, total=total,
-                initial=initial, bar_format=None if own_eta else OWN_ETA_FORMAT)
+    return tqdm(
+        iterable,
+        desc=description,
+        leave=False,
+        disable=None if show else True,
+        total=total,
+        initial=initial,
+        bar_format=None if own_eta else OWN_ETA_FORMAT,
+    )
 
 
 def format_duration(seconds):

@@ -1,4 +1,5 @@
 """Seeding of every random source the experiment uses."""
+
 import random
 
 import numpy as np

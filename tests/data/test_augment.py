@@ -21,7 +21,7 @@ LENGTH = 4000
 
 def write_wav(path, wave, rate=SR):
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.asarray(wave, np.float32), rate, subtype="FLOAT")
+    sf.write(str(path), np.asarray(wave, np.float32), rate, subtype='FLOAT')
 
 
 def power_db(x):
@@ -33,17 +33,17 @@ def corpus(tmp_path):
     """MUSAN-like and RIRS_NOISES-like trees with sub-folders; one noise file shorter than a crop."""
     rng = np.random.default_rng(0)
     for i in range(4):
-        write_wav(tmp_path / f"musan/speech/librivox/s{i}.wav", rng.standard_normal(6000))
-    write_wav(tmp_path / "musan/music/fma/m0.wav", rng.standard_normal(9000))
-    write_wav(tmp_path / "musan/noise/free-sound/n0.wav", rng.standard_normal(1500))
+        write_wav(tmp_path / f'musan/speech/librivox/s{i}.wav', rng.standard_normal(6000))
+    write_wav(tmp_path / 'musan/music/fma/m0.wav', rng.standard_normal(9000))
+    write_wav(tmp_path / 'musan/noise/free-sound/n0.wav', rng.standard_normal(1500))
     rir = np.zeros(400)
     rir[30] = 0.5  # a delayed, scaled delta: no change after alignment and unit-energy scaling
-    write_wav(tmp_path / "rirs/simulated_rirs/smallroom/Room001/r0.wav", rir)
+    write_wav(tmp_path / 'rirs/simulated_rirs/smallroom/Room001/r0.wav', rir)
     wave = rng.standard_normal(LENGTH).astype(np.float32)
-    return str(tmp_path / "musan"), str(tmp_path / "rirs"), wave
+    return str(tmp_path / 'musan'), str(tmp_path / 'rirs'), wave
 
 
-@pytest.mark.parametrize("curve", CURVES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize('curve', CURVES, ids=lambda c: c.__name__)
 def test_curve_continuous_within_unit_interval_with_fixed_endpoints(curve):
     def max_jump(num_points):
         return np.max(np.abs(np.diff(curve(np.linspace(0.0, 1.0, num_points)))))
@@ -73,7 +73,7 @@ def test_clip_to_ratio_of_min_and_max():
     np.testing.assert_array_equal(clip_to_ratio(wave, 0.5), [-1.0, -0.5, 0.0, 1.0, 2.0])
 
 
-@pytest.mark.parametrize("snr_db", [0.0, 5.3, 13.0, 19.99])
+@pytest.mark.parametrize('snr_db', [0.0, 5.3, 13.0, 19.99])
 def test_noise_at_snr_gives_the_drawn_snr(snr_db):
     rng = np.random.default_rng(1)
     speech, noise = 0.3 * rng.standard_normal(8000), 2.0 * rng.standard_normal(8000) + 0.1
@@ -113,11 +113,11 @@ def test_choose_kind_near_uniform():
 
 def test_missing_or_empty_folders_name_the_argument(corpus, tmp_path):
     musan, rirs, _ = corpus
-    with pytest.raises(FileNotFoundError, match=r"path_musan: folder not found: .*nowhere/speech"):
-        Augmenter(str(tmp_path / "nowhere"), rirs)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"path_rir: no \.wav files under .*empty"):
-        Augmenter(musan, str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match=r'path_musan: folder not found: .*nowhere/speech'):
+        Augmenter(str(tmp_path / 'nowhere'), rirs)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(FileNotFoundError, match=r'path_rir: no \.wav files under .*empty'):
+        Augmenter(musan, str(tmp_path / 'empty'))
 
 
 def test_augmenter_deterministic_float32_same_length(corpus):
@@ -132,7 +132,7 @@ def test_augmenter_deterministic_float32_same_length(corpus):
 
 
 def forced(monkeypatch, kind):
-    monkeypatch.setattr(augment, "choose_kind", lambda rng: kind)
+    monkeypatch.setattr(augment, 'choose_kind', lambda rng: kind)
 
 
 def fraction_changed(augmenter, wave, draws):
@@ -141,21 +141,21 @@ def fraction_changed(augmenter, wave, draws):
 
 def test_augmenter_leaves_one_minus_p_of_crops_unchanged(corpus, monkeypatch):
     musan, rirs, wave = corpus
-    forced(monkeypatch, "music")
+    forced(monkeypatch, 'music')
     assert abs(fraction_changed(Augmenter(musan, rirs, p=0.6, clip_p=0.0, ease_p=0.0), wave, 2000) - 0.6) < 0.035
 
 
-@pytest.mark.parametrize("clip_p, ease_p", [(0.3, 0.0), (0.0, 0.3)])
+@pytest.mark.parametrize('clip_p, ease_p', [(0.3, 0.0), (0.0, 0.3)])
 def test_clipping_and_easing_only_on_augmented_crops(corpus, monkeypatch, clip_p, ease_p):
     """Kind "none" adds nothing: a crop changes only when clipped or eased, which happens to
     p x 0.3 = 0.18 of the crops (0.30 if the crops left as they are were clipped or eased too)."""
     musan, rirs, wave = corpus
-    forced(monkeypatch, "none")
+    forced(monkeypatch, 'none')
     augmenter = Augmenter(musan, rirs, p=0.6, clip_p=clip_p, ease_p=ease_p)
     assert abs(fraction_changed(augmenter, wave, 3000) - 0.18) < 0.03
 
 
-@pytest.mark.parametrize("kind, low, high", [("noise", 0, 15), ("music", 5, 25)])
+@pytest.mark.parametrize('kind, low, high', [('noise', 0, 15), ('music', 5, 25)])
 def test_augmenter_single_noise_file_snr_in_range(corpus, monkeypatch, kind, low, high):
     musan, rirs, wave = corpus
     forced(monkeypatch, kind)
@@ -167,7 +167,7 @@ def test_augmenter_single_noise_file_snr_in_range(corpus, monkeypatch, kind, low
 
 def test_augmenter_speech_mixes_three_to_eight_files(corpus, monkeypatch):
     musan, rirs, wave = corpus
-    forced(monkeypatch, "speech")
+    forced(monkeypatch, 'speech')
     counts = []
     original = augment.read_random_crop
 
@@ -175,7 +175,7 @@ def test_augmenter_speech_mixes_three_to_eight_files(corpus, monkeypatch):
         counts[-1] += 1
         return original(path, num_samples, rng)
 
-    monkeypatch.setattr(augment, "read_random_crop", counting_read)
+    monkeypatch.setattr(augment, 'read_random_crop', counting_read)
     augmenter = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)
     for seed in range(60):
         counts.append(0)
@@ -185,7 +185,7 @@ def test_augmenter_speech_mixes_three_to_eight_files(corpus, monkeypatch):
 
 def test_augmenter_delta_rir_keeps_wave(corpus, monkeypatch):
     musan, rirs, wave = corpus
-    forced(monkeypatch, "rir")
+    forced(monkeypatch, 'rir')
     out = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)(wave, np.random.default_rng(0))
     np.testing.assert_allclose(out, wave, atol=1e-6)
 
@@ -199,7 +199,7 @@ def recording_reads(monkeypatch):
         reads.append((path, original(path, num_samples, rng).astype(np.float64)))
         return reads[-1][1]
 
-    monkeypatch.setattr(augment, "read_random_crop", recording_read)
+    monkeypatch.setattr(augment, 'read_random_crop', recording_read)
     return reads
 
 
@@ -209,8 +209,8 @@ def scaled_to(reference, noise, snr_db):
 
 def test_babble_is_the_mean_of_the_crops_scaled_to_one_snr(corpus, monkeypatch):
     musan, rirs, wave = corpus
-    forced(monkeypatch, "speech")
-    monkeypatch.setitem(augment.SNR_DB, "speech", (13.0, 13.0))
+    forced(monkeypatch, 'speech')
+    monkeypatch.setitem(augment.SNR_DB, 'speech', (13.0, 13.0))
     reads = recording_reads(monkeypatch)
     out = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)(wave, np.random.default_rng(5))
     assert len(reads) >= 3
@@ -222,7 +222,7 @@ def test_babble_is_the_mean_of_the_crops_scaled_to_one_snr(corpus, monkeypatch):
 def test_babble_snr_within_13_to_20_db(corpus, monkeypatch):
     """Summing the crops, each at its own 13-20 dB, would put 3-8 x the power in: 5-9 dB lower."""
     musan, rirs, wave = corpus
-    forced(monkeypatch, "speech")
+    forced(monkeypatch, 'speech')
     augmenter = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)
     snrs = [power_db(wave) - power_db(augmenter(wave, np.random.default_rng(s)) - wave) for s in range(40)]
     assert 13 - 1e-3 < min(snrs) and max(snrs) < 20 + 1e-3
@@ -231,13 +231,13 @@ def test_babble_snr_within_13_to_20_db(corpus, monkeypatch):
 
 def test_speech_music_scales_the_music_against_the_babbled_wave(corpus, monkeypatch):
     musan, rirs, wave = corpus
-    forced(monkeypatch, "speech_music")
-    monkeypatch.setitem(augment.SNR_DB, "speech", (13.0, 13.0))
-    monkeypatch.setitem(augment.SNR_DB, "music", (5.0, 5.0))
+    forced(monkeypatch, 'speech_music')
+    monkeypatch.setitem(augment.SNR_DB, 'speech', (13.0, 13.0))
+    monkeypatch.setitem(augment.SNR_DB, 'music', (5.0, 5.0))
     reads = recording_reads(monkeypatch)
     out = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=0.0)(wave, np.random.default_rng(6))
-    speech = [crop for path, crop in reads if "/speech/" in path]
-    (music,) = [crop for path, crop in reads if "/music/" in path]
+    speech = [crop for path, crop in reads if '/speech/' in path]
+    (music,) = [crop for path, crop in reads if '/music/' in path]
     clean = wave.astype(np.float64)
     babbled = clean + scaled_to(clean, np.mean(speech, axis=0), 13.0)
     np.testing.assert_allclose(out, babbled + scaled_to(babbled, music, 5.0), rtol=1e-5, atol=1e-6)
@@ -247,7 +247,7 @@ def test_speech_music_scales_the_music_against_the_babbled_wave(corpus, monkeypa
 
 def test_augmenter_clipping_bounds(corpus, monkeypatch):
     musan, rirs, wave = corpus
-    forced(monkeypatch, "none")
+    forced(monkeypatch, 'none')
     augmenter = Augmenter(musan, rirs, p=1.0, clip_p=1.0, ease_p=0.0)
     for seed in range(20):
         out = augmenter(wave, np.random.default_rng(seed))
@@ -259,7 +259,7 @@ def test_augmenter_clipping_bounds(corpus, monkeypatch):
 def test_augmenter_easing_envelope_endpoints(corpus, monkeypatch):
     musan, rirs, _ = corpus
     ones = np.ones(LENGTH, np.float32)
-    forced(monkeypatch, "none")
+    forced(monkeypatch, 'none')
     augmenter = Augmenter(musan, rirs, p=1.0, clip_p=0.0, ease_p=1.0)
     directions = set()
     for seed in range(20):
@@ -273,7 +273,7 @@ def test_augmenter_easing_envelope_endpoints(corpus, monkeypatch):
 
 def test_augmenter_silent_rir_names_path_rir(corpus, monkeypatch, tmp_path):
     musan, _, wave = corpus
-    write_wav(tmp_path / "silent_rirs/r.wav", np.zeros(100))
-    forced(monkeypatch, "rir")
-    with pytest.raises(ValueError, match=r"path_rir: .*r\.wav is silent"):
-        Augmenter(musan, str(tmp_path / "silent_rirs"), p=1.0)(wave, np.random.default_rng(0))
+    write_wav(tmp_path / 'silent_rirs/r.wav', np.zeros(100))
+    forced(monkeypatch, 'rir')
+    with pytest.raises(ValueError, match=r'path_rir: .*r\.wav is silent'):
+        Augmenter(musan, str(tmp_path / 'silent_rirs'), p=1.0)(wave, np.random.default_rng(0))

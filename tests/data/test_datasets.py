@@ -14,7 +14,7 @@ SR = 16000
 
 def write_wav(path, wave, rate=SR):
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), wave, rate, subtype="FLOAT")
+    sf.write(str(path), wave, rate, subtype='FLOAT')
     return str(path)
 
 
@@ -50,8 +50,9 @@ def test_segments_of_short_wave_are_the_wrap_padded_wave():
 def train_files(tmp_path):
     rng = np.random.default_rng(0)
     lengths = [5000, 8000, 700]  # the last is shorter than a crop
-    paths = [write_wav(tmp_path / f"id{i}/v/1.wav", rng.standard_normal(n).astype(np.float32))
-             for i, n in enumerate(lengths)]
+    paths = [
+        write_wav(tmp_path / f'id{i}/v/1.wav', rng.standard_normal(n).astype(np.float32)) for i, n in enumerate(lengths)
+    ]
     return paths, np.array([2, 0, 1])
 
 
@@ -64,7 +65,7 @@ def test_trainset_item_fixed_by_seed_epoch_index(train_files):
         clean_a, aug_a, label_a, bad_a = a[i]
         clean_b, aug_b, label_b, bad_b = b[i]
         assert torch.equal(clean_a, clean_b) and torch.equal(aug_a, aug_b) and label_a == label_b == labels[i]
-        assert bad_a == bad_b == ""
+        assert bad_a == bad_b == ''
         assert clean_a.shape == (1000,) and clean_a.dtype == torch.float32
     expected = read_random_crop(paths[1], 1000, np.random.default_rng([3, 2, 1]))
     np.testing.assert_array_equal(a[1][0].numpy(), expected)
@@ -93,7 +94,7 @@ def test_trainset_augment_continues_the_item_rng(train_files):
 def test_trainset_short_file_wrap_padded(train_files):
     paths, labels = train_files
     clean = TrainSet(paths, labels, 1500)[2][0].numpy()
-    whole = sf.read(paths[2], dtype="float32")[0]
+    whole = sf.read(paths[2], dtype='float32')[0]
     np.testing.assert_array_equal(clean, np.concatenate([whole, whole, whole[:100]]))
 
 
@@ -119,10 +120,10 @@ def tree_with_bad_files(tmp_path):
     and one of garbage bytes; paths, labels and {good path: its wave}."""
     good = {}
     for k, n in enumerate([5000, 8000, 700]):
-        good[write_wav(tmp_path / f"id{k}/v/1.wav", (k + 0.5 * np.arange(n) / n).astype(np.float32))] = None
-    good = {path: sf.read(path, dtype="float32")[0] for path in good}
-    empty = write_wav(tmp_path / "id7/v/empty.wav", np.zeros(0, np.float32))
-    garbage = tmp_path / "id8/v/garbage.wav"
+        good[write_wav(tmp_path / f'id{k}/v/1.wav', (k + 0.5 * np.arange(n) / n).astype(np.float32))] = None
+    good = {path: sf.read(path, dtype='float32')[0] for path in good}
+    empty = write_wav(tmp_path / 'id7/v/empty.wav', np.zeros(0, np.float32))
+    garbage = tmp_path / 'id8/v/garbage.wav'
     garbage.parent.mkdir(parents=True)
     garbage.write_bytes(np.random.default_rng(0).bytes(3000))
     first, second, third = good
@@ -142,7 +143,7 @@ def test_trainset_skips_bad_files_and_names_them(tree_with_bad_files, monkeypatc
         attempts.append((path, True))
         return wave
 
-    monkeypatch.setattr(datasets, "read_random_crop", recording_crop)
+    monkeypatch.setattr(datasets, 'read_random_crop', recording_crop)
     dataset = TrainSet(paths, labels, 1000, seed=5)
     for epoch in range(6):
         dataset.set_epoch(epoch)
@@ -151,8 +152,8 @@ def test_trainset_skips_bad_files_and_names_them(tree_with_bad_files, monkeypatc
             clean, augmented, label, bad = dataset[i]
             used = attempts[-1][0]
             assert attempts[0][0] == paths[i] and attempts[-1][1] and used in good
-            assert bad == "\n".join(dict.fromkeys(path for path, read in attempts if not read))  # each once
-            assert (bad == "") == (paths[i] in good)
+            assert bad == '\n'.join(dict.fromkeys(path for path, read in attempts if not read))  # each once
+            assert (bad == '') == (paths[i] in good)
             assert label == labels[paths.index(used)]
             wave = good[used]  # the audio is that file's: its values, a wrap-padded run from a drawn start
             start = int(np.searchsorted(wave, clean[0].item()))
@@ -175,7 +176,7 @@ def test_trainset_replacement_fixed_by_seed_epoch_index_and_collated(tree_with_b
     for i in (3, 1, 3):
         item_a, item_b = a[i], b[i]
         assert torch.equal(item_a[0], item_b[0]) and torch.equal(item_a[1], item_b[1]) and item_a[2:] == item_b[2:]
-        assert item_a[3].split("\n")[0] == paths[i]
+        assert item_a[3].split('\n')[0] == paths[i]
     direct = [a[i] for i in range(len(paths))]
     batches = list(torch.utils.data.DataLoader(a, batch_size=2, num_workers=2))  # default collate
     assert torch.equal(torch.cat([batch[1] for batch in batches]), torch.stack([item[1] for item in direct]))
@@ -186,19 +187,22 @@ def test_trainset_replacement_fixed_by_seed_epoch_index_and_collated(tree_with_b
 
 
 def test_trainset_of_only_bad_files_names_path_train(tmp_path):
-    empty = write_wav(tmp_path / "id0/v/empty.wav", np.zeros(0, np.float32))
-    garbage = tmp_path / "id1/v/garbage.wav"
+    empty = write_wav(tmp_path / 'id0/v/empty.wav', np.zeros(0, np.float32))
+    garbage = tmp_path / 'id1/v/garbage.wav'
     garbage.parent.mkdir(parents=True)
-    garbage.write_bytes(b"not audio" * 100)
-    with pytest.raises(AudioError, match=r"^path_train: 20 files drawn in a row could not be read \(2 different "
-                                         r"ones\).*/id\d/v/(empty|garbage)\.wav"):
+    garbage.write_bytes(b'not audio' * 100)
+    with pytest.raises(
+        AudioError,
+        match=r'^path_train: 20 files drawn in a row could not be read \(2 different '
+        r'ones\).*/id\d/v/(empty|garbage)\.wav',
+    ):
         TrainSet([empty, str(garbage)], [0, 1], 1000)[0]
 
 
 def test_enrollset_full_wave_segments_and_key(tmp_path):
     wave = np.arange(5000, dtype=np.float32) / 5000
-    write_wav(tmp_path / "id1/v/00001.wav", wave)
-    full, segments, index = EnrollSet(str(tmp_path), ["id1/v/00001.wav"], 2000, 4)[0]
+    write_wav(tmp_path / 'id1/v/00001.wav', wave)
+    full, segments, index = EnrollSet(str(tmp_path), ['id1/v/00001.wav'], 2000, 4)[0]
     assert index == 0
     np.testing.assert_array_equal(full.numpy(), wave)
     assert segments.shape == (4, 2000)
@@ -206,25 +210,37 @@ def test_enrollset_full_wave_segments_and_key(tmp_path):
 
 
 def test_enrollset_missing_file_names_path_test(tmp_path):
-    write_wav(tmp_path / "id1/v/00001.wav", np.zeros(100, np.float32))
-    with pytest.raises(FileNotFoundError, match=r"path_test: 1 of 2 test files not found under .* \(nor its "
-                                                 r"wav/, test/wav/, dev/wav/\), the first: id1/v/00002\.wav"):
-        EnrollSet(str(tmp_path), ["id1/v/00001.wav", "id1/v/00002.wav"], 50, 2)
+    write_wav(tmp_path / 'id1/v/00001.wav', np.zeros(100, np.float32))
+    with pytest.raises(
+        FileNotFoundError,
+        match=r'path_test: 1 of 2 test files not found under .* \(nor its '
+        r'wav/, test/wav/, dev/wav/\), the first: id1/v/00002\.wav',
+    ):
+        EnrollSet(str(tmp_path), ['id1/v/00001.wav', 'id1/v/00002.wav'], 50, 2)
 
 
 def test_test_files_are_found_in_voxcelebs_own_subfolders(tmp_path):
-    for rel in ("wav/id1/v/00001.wav", "test/wav/id2/v/00001.wav", "dev/wav/id3/v/00001.wav", "id4/v/00001.wav",
-                "dev/wav/id1/v/00001.wav"):
+    for rel in (
+        'wav/id1/v/00001.wav',
+        'test/wav/id2/v/00001.wav',
+        'dev/wav/id3/v/00001.wav',
+        'id4/v/00001.wav',
+        'dev/wav/id1/v/00001.wav',
+    ):
         write_wav(tmp_path / rel, np.zeros(100, np.float32))
-    keys = ["id1/v/00001.wav", "id2/v/00001.wav", "id3/v/00001.wav", "id4/v/00001.wav"]
+    keys = ['id1/v/00001.wav', 'id2/v/00001.wav', 'id3/v/00001.wav', 'id4/v/00001.wav']
     paths = resolve_test_files(str(tmp_path), keys)
-    assert [os.path.relpath(path, tmp_path) for path in paths] == [      # the first folder that holds a key
-        "wav/id1/v/00001.wav", "test/wav/id2/v/00001.wav", "dev/wav/id3/v/00001.wav", "id4/v/00001.wav"]
-    with pytest.raises(FileNotFoundError, match=r"3 of 5 test files not found .* the first: a\.wav, b\.wav, c\.wav$"):
-        resolve_test_files(str(tmp_path), keys[:2] + ["a.wav", "b.wav", "c.wav"])
+    assert [os.path.relpath(path, tmp_path) for path in paths] == [  # the first folder that holds a key
+        'wav/id1/v/00001.wav',
+        'test/wav/id2/v/00001.wav',
+        'dev/wav/id3/v/00001.wav',
+        'id4/v/00001.wav',
+    ]
+    with pytest.raises(FileNotFoundError, match=r'3 of 5 test files not found .* the first: a\.wav, b\.wav, c\.wav$'):
+        resolve_test_files(str(tmp_path), keys[:2] + ['a.wav', 'b.wav', 'c.wav'])
 
 
 def test_enrollset_empty_file_names_path_test(tmp_path):
-    write_wav(tmp_path / "id1/v/00001.wav", np.zeros(0, np.float32))
-    with pytest.raises(AudioError, match=r"path_test: .*00001\.wav holds no samples"):
-        EnrollSet(str(tmp_path), ["id1/v/00001.wav"], 50, 2)[0]
+    write_wav(tmp_path / 'id1/v/00001.wav', np.zeros(0, np.float32))
+    with pytest.raises(AudioError, match=r'path_test: .*00001\.wav holds no samples'):
+        EnrollSet(str(tmp_path), ['id1/v/00001.wav'], 50, 2)[0]

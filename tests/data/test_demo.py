@@ -9,8 +9,15 @@ import soundfile as sf
 
 from data import demo, voices
 
-TINY = dict(num_train_speakers=3, num_test_speakers=6, num_vox1_o_speakers=2, videos_per_speaker=2,
-            utterances_per_video=2, num_musan_per_kind=3, num_rirs=2)
+TINY = dict(
+    num_train_speakers=3,
+    num_test_speakers=6,
+    num_vox1_o_speakers=2,
+    videos_per_speaker=2,
+    utterances_per_video=2,
+    num_musan_per_kind=3,
+    num_rirs=2,
+)
 TRIAL_LISTS = ('veri_test2.txt', 'list_test_all2.txt', 'list_test_hard2.txt')
 
 
@@ -90,7 +97,7 @@ def test_trial_lists_reference_test_files_with_correct_labels(corpus):
         for label, enroll, test in trials:
             assert label == int(enroll.split('/')[0] == test.split('/')[0])
             if label:
-                assert enroll.split('/')[1] != test.split('/')[1]    # targets cross videos
+                assert enroll.split('/')[1] != test.split('/')[1]  # targets cross videos
         assert sum(label for label, _, _ in trials) * 2 == len(trials)
         assert len({(enroll, test) for _, enroll, test in trials}) == len(trials)
 
@@ -109,12 +116,12 @@ def test_o_is_a_subset_of_e_and_h_pairs_share_a_group(corpus):
 
 def test_similar_voices_pairs_each_speaker_with_its_nearest_in_group():
     f0s = [100, 102, 104, 106, 180, 182, 184, 186]
-    speakers = [{'id': f'id{i}', 'group': 'm', 'f0_hz': f0, 'formant_scale': 1.0}
-                for i, f0 in enumerate(f0s)]
+    speakers = [{'id': f'id{i}', 'group': 'm', 'f0_hz': f0, 'formant_scale': 1.0} for i, f0 in enumerate(f0s)]
     speakers.append({'id': 'id9', 'group': 'f', 'f0_hz': 101, 'formant_scale': 1.0})
     pairs = demo.similar_voices(speakers)
-    expected = {(f'id{a}', f'id{b}') for cluster in ((0, 1, 2, 3), (4, 5, 6, 7))
-                for a in cluster for b in cluster if a < b}
+    expected = {
+        (f'id{a}', f'id{b}') for cluster in ((0, 1, 2, 3), (4, 5, 6, 7)) for a in cluster for b in cluster if a < b
+    }
     assert set(pairs) == expected
 
 
@@ -131,6 +138,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     def killed(folder, params):
         os.makedirs(os.path.join(folder, 'train'))
         raise KeyboardInterrupt
+
     monkeypatch.setattr(demo, 'write_corpus', killed)
     with pytest.raises(KeyboardInterrupt):
         demo.prepare_demo(str(tmp_path), **TINY)
@@ -140,8 +148,9 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
 def test_same_seed_is_bit_identical_and_other_parameters_get_other_folders(corpus, tmp_path):
     _, paths = corpus
     again = demo.prepare_demo(str(tmp_path / 'again'), **TINY)
-    assert os.path.basename(os.path.dirname(again['path_train'])) == \
-        os.path.basename(os.path.dirname(paths['path_train']))
+    assert os.path.basename(os.path.dirname(again['path_train'])) == os.path.basename(
+        os.path.dirname(paths['path_train'])
+    )
     first, second = (os.path.dirname(p['path_train']) for p in (paths, again))
     listing = lambda top: sorted(os.path.relpath(p, top) for p in glob.glob(f'{top}/**/*.*', recursive=True))
     names = listing(first)
@@ -163,16 +172,16 @@ def test_stft_round_trip_is_exact():
 def test_formant_envelope_is_one_at_dc_and_peaks_at_the_formant():
     envelope = voices.formant_envelope(np.array([[500.0]]), np.array([[100.0]]))[0]
     assert envelope[0] == pytest.approx(1.0)
-    assert voices.FREQS[np.argmax(envelope)] == 500.0          # bin 16 of 31.25 Hz
-    peak = (500 ** 2 + 50 ** 2) / np.sqrt(50 ** 2 * (1000 ** 2 + 50 ** 2))    # |H(F)| of one resonator
+    assert voices.FREQS[np.argmax(envelope)] == 500.0  # bin 16 of 31.25 Hz
+    peak = (500**2 + 50**2) / np.sqrt(50**2 * (1000**2 + 50**2))  # |H(F)| of one resonator
     assert envelope.max() == pytest.approx(peak, rel=1e-5)
 
 
 def test_glottal_source_repeats_at_the_f0_period():
     voice = {'jitter': 0.0, 'shimmer': 0.0, 'breathiness': 0.0, 'open_quotient': 0.6}
     source = voices.glottal_source(np.full(16000, 125.0), voice, np.random.default_rng(0))
-    assert np.sqrt(np.mean(source ** 2)) == pytest.approx(1.0)
-    assert np.allclose(source[1000:2000], source[1128:2128])    # 16000 / 125 = 128 samples
+    assert np.sqrt(np.mean(source**2)) == pytest.approx(1.0)
+    assert np.allclose(source[1000:2000], source[1128:2128])  # 16000 / 125 = 128 samples
     lags = np.arange(60, 300)
-    correlation = [np.dot(source[1000:9000], source[1000 + lag:9000 + lag]) for lag in lags]
+    correlation = [np.dot(source[1000:9000], source[1000 + lag : 9000 + lag]) for lag in lags]
     assert lags[np.argmax(correlation)] == 128

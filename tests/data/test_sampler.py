@@ -1,4 +1,5 @@
 """Global batches: the same for any number of processes, split without overlap, resumable mid-epoch."""
+
 import pytest
 
 from data.sampler import GlobalBatchSampler
@@ -14,12 +15,12 @@ def batches(world, epoch=1, start_step=0, num_items=50, batch_size=8, seed=3):
 
 def test_an_epoch_is_a_permutation_cut_into_global_batches_whatever_the_number_of_processes():
     alone = [step[0] for step in batches(1)]
-    assert len(alone) == 6 and all(len(batch) == 8 for batch in alone)      # 50 // 8 steps, remainder dropped
+    assert len(alone) == 6 and all(len(batch) == 8 for batch in alone)  # 50 // 8 steps, remainder dropped
     seen = [index for batch in alone for index in batch]
     assert len(set(seen)) == 48 and set(seen) <= set(range(50))
     for world in (2, 4, 8):
         split = batches(world)
-        assert [sum(step, []) for step in split] == alone                   # rank slices in rank order
+        assert [sum(step, []) for step in split] == alone  # rank slices in rank order
         assert all(len(part) == 8 // world for step in split for part in step)
 
 
@@ -36,10 +37,13 @@ def test_a_resumed_epoch_yields_exactly_the_remaining_batches():
     assert len(sampler) == 2 and sampler.steps_per_epoch == 6
 
 
-@pytest.mark.parametrize('num_items, batch_size, world, message', [
-    (50, 6, 4, 'batch_size=6 is the total over 4 processes: make it a multiple of 4'),
-    (5, 8, 1, 'batch_size=8 is larger than the 5 training utterances'),
-])
+@pytest.mark.parametrize(
+    'num_items, batch_size, world, message',
+    [
+        (50, 6, 4, 'batch_size=6 is the total over 4 processes: make it a multiple of 4'),
+        (5, 8, 1, 'batch_size=8 is larger than the 5 training utterances'),
+    ],
+)
 def test_impossible_batch_sizes_are_named(num_items, batch_size, world, message):
     with pytest.raises(ValueError, match=message):
         GlobalBatchSampler(num_items, batch_size, 0, world)

@@ -1,4 +1,5 @@
 """Running main's modes in the test process, as `python main.py ...` runs them."""
+
 import json
 
 import numpy as np

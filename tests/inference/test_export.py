@@ -3,6 +3,7 @@ every row, whatever the training forward left), with the JSON contract beside th
 
 Tolerance: TOLERANCE (1e-4) on embeddings whose entries are of order 0.1 to 1; onnxruntime sums in
 another order than torch and differs by about 1e-7 to 1e-6, TorchScript runs torch's own kernels."""
+
 import json
 from pathlib import Path
 
@@ -49,8 +50,10 @@ def runtimes(exported):
     out = exported[2]
     traced = torch.jit.load(str(out / 'model.pt'))
     session = onnxruntime.InferenceSession(str(out / 'model.onnx'), providers=['CPUExecutionProvider'])
-    return {'torchscript': lambda wave: traced(wave),
-            'onnx': lambda wave: torch.from_numpy(session.run(['embedding'], {'wave': wave.numpy()})[0])}
+    return {
+        'torchscript': lambda wave: traced(wave),
+        'onnx': lambda wave: torch.from_numpy(session.run(['embedding'], {'wave': wave.numpy()})[0]),
+    }
 
 
 def test_export_writes_the_files_and_the_contract(exported, trained_run):
@@ -76,9 +79,9 @@ def test_exported_models_equal_the_eager_one_on_random_waves(exported, runtimes,
     model = exported[3]
     wave = 0.1 * torch.randn(batch, samples, generator=torch.Generator().manual_seed(samples))
     with torch.no_grad():
-        eager = model.embed(wave)                                               # (B, E)
+        eager = model.embed(wave)  # (B, E)
         without_adapters = model.backend(model.student(wave, adapters=False))
-        assert (eager - without_adapters).abs().max() > 100 * TOLERANCE       # the adapters matter here
+        assert (eager - without_adapters).abs().max() > 100 * TOLERANCE  # the adapters matter here
         for name, run in runtimes.items():
             torch.testing.assert_close(run(wave), eager, rtol=0, atol=TOLERANCE, msg=name)
 
@@ -87,9 +90,9 @@ def test_exported_models_equal_the_eager_one_on_a_real_utterance_and_its_segment
     """The longest test utterance at its own length, and its evaluation segments as one batch."""
     model = exported[3]
     path = max(sorted(Path(corpus['path_test']).rglob('*.wav')), key=lambda p: sf.info(str(p)).frames)
-    wave = torch.from_numpy(sf.read(path, dtype='float32')[0])[None]           # (1, L)
+    wave = torch.from_numpy(sf.read(path, dtype='float32')[0])[None]  # (1, L)
     starts = np.linspace(0, wave.shape[1] - 16_000, 5).round().astype(int)
-    segments = torch.stack([wave[0, s:s + 16_000] for s in starts])            # (5, 16000)
+    segments = torch.stack([wave[0, s : s + 16_000] for s in starts])  # (5, 16000)
     assert wave.shape[1] > 2 * 16_000
     with torch.no_grad():
         for probe in (wave, segments):
@@ -106,7 +109,7 @@ def test_every_row_of_an_exported_batch_takes_the_adapters(exported, runtimes):
     wave = 0.1 * torch.randn(3, 20_000, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         alone = torch.cat([model.embed(row[None]) for row in wave])
-        model.student.forward_two_paths(wave[:2])                   # sv_from = 2 in every adapted layer
+        model.student.forward_two_paths(wave[:2])  # sv_from = 2 in every adapted layer
         embedder = Embedder(model)
         assert torch.equal(embedder(wave), model.embed(wave))
         for name, run in runtimes.items():

@@ -1,5 +1,6 @@
 """Self-contained checkpoints: what a run's best.pt carries, and the model rebuilt from it alone
 (or, for a checkpoint written before, through the teacher)."""
+
 import json
 
 import pytest
@@ -16,6 +17,7 @@ from utils.checkpoint import load_checkpoint
 
 class Notes:
     """A logger that keeps the lines."""
+
     def __init__(self):
         self.lines = []
 
@@ -47,9 +49,12 @@ def test_best_pt_carries_the_student_config_the_sizes_and_the_vox1_o_threshold(t
 def test_a_last_pt_of_a_later_epoch_offers_no_threshold(trained_run):
     state = load_checkpoint(trained_run / 'best.pt')
     later = dict(state, epoch=state['epoch'] + 1)
-    assert checkpoint_threshold(later) == (None, f'the checkpoint holds the weights of epoch {state["epoch"] + 1}, '
-                                                 f'its Vox1-O threshold is that of the best epoch {state["epoch"]}: '
-                                                 f'use the run\'s best.pt')
+    assert checkpoint_threshold(later) == (
+        None,
+        f'the checkpoint holds the weights of epoch {state["epoch"] + 1}, '
+        f'its Vox1-O threshold is that of the best epoch {state["epoch"]}: '
+        f"use the run's best.pt",
+    )
 
 
 def test_a_checkpoint_written_before_rebuilds_through_the_teacher_with_a_notice(trained_run, monkeypatch):
@@ -58,9 +63,11 @@ def test_a_checkpoint_written_before_rebuilds_through_the_teacher_with_a_notice(
     old = {key: value for key, value in state.items() if key not in ('ssl_config', 'params')}
     old['best'] = {key: value for key, value in state['best'].items() if key != 'threshold'}
     model, params, notes = rebuilt(old)
-    assert len(notes) == 1 and notes[0].startswith("checkpoint: written before checkpoints carried the student's "
-                                                   "SSL config; the student is rebuilt through its teacher "
-                                                   "model_name_or_path='tiny'")
+    assert len(notes) == 1 and notes[0].startswith(
+        "checkpoint: written before checkpoints carried the student's "
+        'SSL config; the student is rebuilt through its teacher '
+        "model_name_or_path='tiny'"
+    )
     assert params == state['params']
     reference, _, quiet = rebuilt(state)
     assert quiet == []

@@ -52,7 +52,11 @@ def test_run_folder_layout_and_metrics_jsonl(tmp_path, capsys):
     logger.log_metric('eval/Vox1-O/eer', 12.5, 2)
     lines = [json.loads(line) for line in read_lines(os.path.join(logger.run_dir, 'metrics.jsonl'))]
     assert [(d['name'], d['value'], d['step']) for d in lines] == [
-        ('loss/kd', 2.5, 1), ('loss/sv', 7.25, 1), ('lr/ecapa', pytest.approx(1e-4), 2), ('eval/Vox1-O/eer', 12.5, 2)]
+        ('loss/kd', 2.5, 1),
+        ('loss/sv', 7.25, 1),
+        ('lr/ecapa', pytest.approx(1e-4), 2),
+        ('eval/Vox1-O/eer', 12.5, 2),
+    ]
     assert all(set(d) == {'name', 'value', 'step', 'time'} and d['time'] > 1.6e9 for d in lines)
     with open(os.path.join(logger.run_dir, 'run.json')) as file:
         assert json.load(file)['tags'] == ['oskdft', 'test']
@@ -62,27 +66,47 @@ def test_run_folder_layout_and_metrics_jsonl(tmp_path, capsys):
 
 def test_parameters_json_redacts_secrets_and_keeps_the_rest(tmp_path):
     logger = build(tmp_path)
-    logger.log_parameter({'lr': 1e-4, 'epoch': 100, 'path_log': './exp', 'tags': 'a,b', 'checkpoint': None,
-                          'neptune_api_token': 'abc123', 'WANDB_API-KEY': 'xyz', 'db_password': 7,
-                          'tiny_ssl': {'hidden_size': 128, 'client_secret': 's3'}})
+    logger.log_parameter(
+        {
+            'lr': 1e-4,
+            'epoch': 100,
+            'path_log': './exp',
+            'tags': 'a,b',
+            'checkpoint': None,
+            'neptune_api_token': 'abc123',
+            'WANDB_API-KEY': 'xyz',
+            'db_password': 7,
+            'tiny_ssl': {'hidden_size': 128, 'client_secret': 's3'},
+        }
+    )
     with open(os.path.join(logger.run_dir, 'parameters.json')) as file:
         saved = json.load(file)
-    assert saved == {'lr': 1e-4, 'epoch': 100, 'path_log': './exp', 'tags': 'a,b', 'checkpoint': None,
-                     'neptune_api_token': 'REDACTED', 'WANDB_API-KEY': 'REDACTED', 'db_password': 'REDACTED',
-                     'tiny_ssl': {'hidden_size': 128, 'client_secret': 'REDACTED'}}
+    assert saved == {
+        'lr': 1e-4,
+        'epoch': 100,
+        'path_log': './exp',
+        'tags': 'a,b',
+        'checkpoint': None,
+        'neptune_api_token': 'REDACTED',
+        'WANDB_API-KEY': 'REDACTED',
+        'db_password': 'REDACTED',
+        'tiny_ssl': {'hidden_size': 128, 'client_secret': 'REDACTED'},
+    }
 
 
 def test_source_copy_redacts_planted_tokens_and_skips_what_is_not_source(tmp_path):
     root = tmp_path / 'project'
     (root / 'log').mkdir(parents=True)
-    arguments = ("SYSTEM_ARGS = {\n"
-                 "    'neptune_api_token': 'tok-123-secret',\n"
-                 "    \"wandb_api_key\": \"key-456\",\n"
-                 "    'path_log': './exp',\n"
-                 "    'token_count': 5,\n"
-                 "}\n"
-                 "api_key = 'key-789'\n"
-                 "PASSWORD: str = \"pw-000\"\n")
+    arguments = (
+        'SYSTEM_ARGS = {\n'
+        "    'neptune_api_token': 'tok-123-secret',\n"
+        '    "wandb_api_key": "key-456",\n'
+        "    'path_log': './exp',\n"
+        "    'token_count': 5,\n"
+        '}\n'
+        "api_key = 'key-789'\n"
+        'PASSWORD: str = "pw-000"\n'
+    )
     (root / 'arguments.py').write_text(arguments)
     (root / 'log' / 'local.py').write_text('x = 1\n')
     (root / 'README.md').write_text('# readme\n')
@@ -92,7 +116,7 @@ def test_source_copy_redacts_planted_tokens_and_skips_what_is_not_source(tmp_pat
         (root / skipped).mkdir(parents=True)
         (root / skipped / 'skipped.py').write_text('y = 2\n')
     (root / 'env' / 'pyvenv.cfg').write_text('home = /usr\n')
-    (root / 'data_dump' / 'nested').mkdir(parents=True)             # no Python file of its own: not walked
+    (root / 'data_dump' / 'nested').mkdir(parents=True)  # no Python file of its own: not walked
     (root / 'data_dump' / 'nested' / 'deep.py').write_text('z = 3\n')
 
     logger = build(root / 'exp', source_root=root)
@@ -101,14 +125,16 @@ def test_source_copy_redacts_planted_tokens_and_skips_what_is_not_source(tmp_pat
     text = copied['arguments.py'].decode()
     for secret in ('tok-123-secret', 'key-456', 'key-789', 'pw-000'):
         assert secret not in text
-    assert text == ("SYSTEM_ARGS = {\n"
-                    "    'neptune_api_token': 'REDACTED',\n"
-                    "    \"wandb_api_key\": 'REDACTED',\n"
-                    "    'path_log': './exp',\n"
-                    "    'token_count': 5,\n"
-                    "}\n"
-                    "api_key = 'REDACTED'\n"
-                    "PASSWORD: str = 'REDACTED'\n")
+    assert text == (
+        'SYSTEM_ARGS = {\n'
+        "    'neptune_api_token': 'REDACTED',\n"
+        '    "wandb_api_key": \'REDACTED\',\n'
+        "    'path_log': './exp',\n"
+        "    'token_count': 5,\n"
+        '}\n'
+        "api_key = 'REDACTED'\n"
+        "PASSWORD: str = 'REDACTED'\n"
+    )
     assert copied[os.path.join('log', 'local.py')] == b'x = 1\n'
 
 
@@ -137,8 +163,13 @@ def test_checkpoint_round_trips_with_weights_only_and_a_failed_save_keeps_the_ol
     optimizer = torch.optim.Adam(model.parameters())
     model(torch.randn(4, 3)).sum().backward()
     optimizer.step()
-    state = {'epoch': 3, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-             'best': {'epoch': 2, 'eer': float('inf')}, 'args': {'model_name_or_path': 'tiny', 'lr': 1e-4}}
+    state = {
+        'epoch': 3,
+        'model': model.state_dict(),
+        'optimizer': optimizer.state_dict(),
+        'best': {'epoch': 2, 'eer': float('inf')},
+        'args': {'model_name_or_path': 'tiny', 'lr': 1e-4},
+    }
     logger.save_checkpoint('last.pt', state)
     loaded = torch.load(os.path.join(logger.run_dir, 'last.pt'), weights_only=True)
     assert loaded['epoch'] == 3 and loaded['best'] == {'epoch': 2, 'eer': float('inf')}
@@ -154,18 +185,28 @@ def test_checkpoint_round_trips_with_weights_only_and_a_failed_save_keeps_the_ol
 
 def test_results_scores_text_and_plots(tmp_path, capsys):
     logger = build(tmp_path)
-    results = {'Vox1-O': {'eer': np.float64(12.5), 'min_dcf_0.05': 0.5, 'min_dcf_0.01': 0.75, 'trials': 4},
-               'best_epoch': 2, 'params': {'teacher': 10, 'student': 5, 'backend': 3}}
+    results = {
+        'Vox1-O': {'eer': np.float64(12.5), 'min_dcf_0.05': 0.5, 'min_dcf_0.01': 0.75, 'trials': 4},
+        'best_epoch': 2,
+        'params': {'teacher': 10, 'student': 5, 'backend': 3},
+    }
     logger.save_results(results)
     with open(os.path.join(logger.run_dir, 'results.json')) as file:
         assert json.load(file) == results
 
-    logger.save_scores('Vox1-O', ['a/1.wav', 'b/1.wav', 'a/1.wav', 'c/1.wav'],
-                       ['a/2.wav', 'c/2.wav', 'b/2.wav', 'c/3.wav'], np.array([1, 0, 0, 1]),
-                       np.array([0.75, 0.125, -0.5, 0.25]))
+    logger.save_scores(
+        'Vox1-O',
+        ['a/1.wav', 'b/1.wav', 'a/1.wav', 'c/1.wav'],
+        ['a/2.wav', 'c/2.wav', 'b/2.wav', 'c/3.wav'],
+        np.array([1, 0, 0, 1]),
+        np.array([0.75, 0.125, -0.5, 0.25]),
+    )
     assert read_lines(os.path.join(logger.run_dir, 'scores', 'Vox1-O.txt')) == [
-        '1 a/1.wav a/2.wav 0.75000000', '0 b/1.wav c/2.wav 0.12500000',
-        '0 a/1.wav b/2.wav -0.50000000', '1 c/1.wav c/3.wav 0.25000000']
+        '1 a/1.wav a/2.wav 0.75000000',
+        '0 b/1.wav c/2.wav 0.12500000',
+        '0 a/1.wav b/2.wav -0.50000000',
+        '1 c/1.wav c/3.wav 0.25000000',
+    ]
 
     logger.log_text('epoch 1 done')
     assert capsys.readouterr().out.endswith('epoch 1 done\n')

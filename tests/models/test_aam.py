@@ -29,8 +29,9 @@ def test_margin_adds_to_the_target_angle_with_fallback_past_pi():
     cos = cosines(head, emb)
     target = cos[torch.arange(64), labels]
     theta = torch.acos(target.clamp(-1, 1))
-    expected = torch.where(theta + margin < math.pi, torch.cos(theta + margin),
-                           target - math.sin(math.pi - margin) * margin)
+    expected = torch.where(
+        theta + margin < math.pi, torch.cos(theta + margin), target - math.sin(math.pi - margin) * margin
+    )
     torch.testing.assert_close(logits[torch.arange(64), labels], scale * expected, rtol=0, atol=1e-4)
     others = torch.ones_like(cos, dtype=torch.bool)
     others[torch.arange(64), labels] = False
@@ -41,7 +42,7 @@ def test_fallback_when_theta_plus_margin_passes_pi():
     head = AAMSoftmax(2, 2, margin=0.5, scale=1.0)
     with torch.no_grad():
         head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
-    emb = torch.tensor([[-1.0, 0.05]])               # theta close to pi for class 0
+    emb = torch.tensor([[-1.0, 0.05]])  # theta close to pi for class 0
     cos = F.normalize(emb)[0, 0]
     logit = head.logits(emb, torch.tensor([0]))[0, 0]
     torch.testing.assert_close(logit, cos - math.sin(math.pi - 0.5) * 0.5)
@@ -75,4 +76,4 @@ def test_class_weights_give_torch_weighted_cross_entropy():
     w = weights.float()[labels]
     torch.testing.assert_close(loss, (w * nll).sum() / w.sum())
     assert not torch.allclose(loss, plain(emb, labels)[0])
-    assert set(weighted.state_dict()) == {'weight'}       # checkpoints load with or without weights
+    assert set(weighted.state_dict()) == {'weight'}  # checkpoints load with or without weights

@@ -25,7 +25,7 @@ def test_random_band_start_then_width_uniform_like_the_original():
 
 
 def test_spec_mask_zeroes_the_drawn_rectangle_in_every_utterance(monkeypatch):
-    bands = iter([(2, 3), (4, 2)])                  # channels 2..4, frames 4..5
+    bands = iter([(2, 3), (4, 2)])  # channels 2..4, frames 4..5
     monkeypatch.setattr(ecapa, 'random_band', lambda length, max_width: next(bands))
     model = EcapaTdnn(8, channels=16, mask_freq=4, mask_time=3, mask_p=1.0)
     x = torch.arange(1.0, 2 * 8 * 7 + 1).reshape(2, 8, 7)
@@ -40,9 +40,9 @@ def test_spec_mask_is_one_rectangle_for_the_batch_within_the_limits():
     heights, widths = set(), set()
     for _ in range(300):
         zero = model.spec_mask(torch.ones(3, 64, 30)) == 0
-        assert torch.equal(zero, zero[:1].expand_as(zero))              # the same in every utterance
+        assert torch.equal(zero, zero[:1].expand_as(zero))  # the same in every utterance
         channels, frames = zero[0].any(dim=1), zero[0].any(dim=0)
-        assert torch.equal(zero[0], channels[:, None] & frames[None, :])   # a rectangle, not a union of bands
+        assert torch.equal(zero[0], channels[:, None] & frames[None, :])  # a rectangle, not a union of bands
         for band in (channels, frames):
             where = band.nonzero().flatten()
             assert len(where) == 0 or torch.equal(where, torch.arange(int(where[0]), int(where[-1]) + 1))

@@ -4,8 +4,15 @@ from transformers import BertConfig, Wav2Vec2Model, WavLMConfig, WavLMModel
 
 from models.ssl import TeacherLoadError, count_parameters, frozen_forward, load_teacher
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+)
 
 
 def assert_frozen(model):

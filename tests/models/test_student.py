@@ -8,12 +8,29 @@ from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Mode
 
 from models.student import Adapter, AdaptedFeedForward, Student
 
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
-            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
-NO_REGULARISATION = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
-                         layerdrop=0.0, mask_time_prob=0.0, mask_feature_prob=0.0)
-MODELS = {'wav2vec2': (Wav2Vec2Config, Wav2Vec2Model), 'hubert': (HubertConfig, HubertModel),
-          'wavlm': (WavLMConfig, WavLMModel)}
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+)
+NO_REGULARISATION = dict(
+    hidden_dropout=0.0,
+    attention_dropout=0.0,
+    activation_dropout=0.0,
+    feat_proj_dropout=0.0,
+    layerdrop=0.0,
+    mask_time_prob=0.0,
+    mask_feature_prob=0.0,
+)
+MODELS = {
+    'wav2vec2': (Wav2Vec2Config, Wav2Vec2Model),
+    'hubert': (HubertConfig, HubertModel),
+    'wavlm': (WavLMConfig, WavLMModel),
+}
 
 
 def make_teacher(model_type='wav2vec2', stable=False, **overrides):
@@ -38,8 +55,9 @@ def randomise_adapters(student, seed=2):
 def teacher_name(student_name):
     """The teacher tensor a student tensor was copied from."""
     name = student_name.removeprefix('ssl.')
-    return name.replace('feed_forward.pre_norm.', 'final_layer_norm.').replace('feed_forward.feed_forward.',
-                                                                              'feed_forward.')
+    return name.replace('feed_forward.pre_norm.', 'final_layer_norm.').replace(
+        'feed_forward.feed_forward.', 'feed_forward.'
+    )
 
 
 @pytest.mark.parametrize('model_type', list(MODELS))
@@ -62,17 +80,22 @@ def test_student_keeps_the_training_regularisation():
     teacher = make_teacher(layerdrop=0.05, mask_time_prob=0.3, hidden_dropout=0.1)
     config = Student(teacher, 2).ssl.config
     assert (config.layerdrop, config.mask_time_prob, config.hidden_dropout, config.num_hidden_layers) == (
-        0.05, 0.3, 0.1, 2)
+        0.05,
+        0.3,
+        0.1,
+        2,
+    )
     assert teacher.config.num_hidden_layers == 3
 
 
 def test_parameter_groups_split_adapters_from_backbone():
     student = Student(make_teacher(), 2, bottleneck=8)
     adapters, backbone = student.adapter_parameters(), student.backbone_parameters()
-    per_adapter = 2 * 32 + (32 * 8 + 8) + (8 * 32 + 32)      # LayerNorm, down, up
+    per_adapter = 2 * 32 + (32 * 8 + 8) + (8 * 32 + 32)  # LayerNorm, down, up
     assert sum(p.numel() for p in adapters) == 2 * per_adapter
     assert sum(p.numel() for p in adapters) + sum(p.numel() for p in backbone) == sum(
-        p.numel() for p in student.parameters())
+        p.numel() for p in student.parameters()
+    )
     assert student.hidden_size == 32
 
 
@@ -162,7 +185,7 @@ def test_adapter_biases_and_up_start_at_zero_down_weight_random():
 
 def test_wrapper_rows():
     ffn = torch.nn.Linear(4, 4)
-    adapter = Adapter(4, 2, scale=1.0, input_residual=True)     # up = 0: adds exactly h
+    adapter = Adapter(4, 2, scale=1.0, input_residual=True)  # up = 0: adds exactly h
     wrapper = AdaptedFeedForward(ffn, adapter)
     h = torch.randn(4, 3, 4)
     for sv_from, expected in ((None, ffn(h)), (0, ffn(h) + h), (2, torch.cat([ffn(h[:2]), ffn(h[2:]) + h[2:]]))):
@@ -174,9 +197,13 @@ def loss_of_paths(kd, sv, target, direction):
     return F.mse_loss(kd, target) * 100 + (sv * direction).mean()
 
 
-GRADIENT_CASES = [('wav2vec2', False, NO_REGULARISATION), ('wav2vec2', True, NO_REGULARISATION),
-                  ('hubert', False, NO_REGULARISATION), ('wavlm', True, NO_REGULARISATION),
-                  ('wav2vec2', False, dict(layerdrop=0.3, mask_time_prob=0.2, mask_time_length=2))]
+GRADIENT_CASES = [
+    ('wav2vec2', False, NO_REGULARISATION),
+    ('wav2vec2', True, NO_REGULARISATION),
+    ('hubert', False, NO_REGULARISATION),
+    ('wavlm', True, NO_REGULARISATION),
+    ('wav2vec2', False, dict(layerdrop=0.3, mask_time_prob=0.2, mask_time_length=2)),
+]
 
 
 @pytest.mark.parametrize('model_type,stable,regularisation', GRADIENT_CASES)
@@ -199,7 +226,7 @@ def test_gradients_equal_the_duplicated_batch_formulation(model_type, stable, re
         results.append((kd, sv))
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-10)
     for (name, p), q in zip(student.named_parameters(), reference.parameters()):
-        assert (p.grad is None) == (q.grad is None), name        # a layer LayerDrop skipped has none
+        assert (p.grad is None) == (q.grad is None), name  # a layer LayerDrop skipped has none
         if regularisation is NO_REGULARISATION:
             assert p.grad is not None, name
         if p.grad is not None:
@@ -211,10 +238,10 @@ def test_each_half_gets_its_own_time_mask():
     overrides = {**NO_REGULARISATION, 'mask_time_prob': 0.5, 'mask_time_length': 2}
     student = Student(make_teacher(**overrides), 2).train()
     wave = make_wave(batch=4)
-    np.random.seed(0)               # Hugging Face draws the mask positions with numpy
+    np.random.seed(0)  # Hugging Face draws the mask positions with numpy
     with torch.no_grad():
         kd, sv = student.forward_two_paths(wave)
         student.eval()
         plain = student(wave, adapters=False)
-    assert not torch.allclose(kd, sv)               # adapters add 0 here: only the masks differ
+    assert not torch.allclose(kd, sv)  # adapters add 0 here: only the masks differ
     assert not torch.allclose(kd, plain)

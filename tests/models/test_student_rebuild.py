@@ -1,5 +1,6 @@
 """The student rebuilt from its own SSL config (no teacher), and its inference copy whose adapters
 are on for every row."""
+
 import io
 
 import pytest
@@ -23,11 +24,11 @@ def test_student_from_its_config_takes_the_weights_and_computes_the_same(model_t
     student = Student(make_teacher(model_type, stable), 2).eval()
     randomise_adapters(student)
     config = saved_and_loaded(student.ssl.config.to_dict())
-    torch.manual_seed(5)                                    # other random weights than the student's
+    torch.manual_seed(5)  # other random weights than the student's
     rebuilt = Student(None, None, ssl_config=config)
     assert type(rebuilt.ssl) is type(student.ssl) and len(rebuilt.ssl.encoder.layers) == 2
     before = rebuilt.state_dict()['ssl.encoder.layers.0.attention.k_proj.weight'].clone()
-    rebuilt.load_state_dict(student.state_dict())          # strict: the same names and shapes
+    rebuilt.load_state_dict(student.state_dict())  # strict: the same names and shapes
     assert not torch.equal(before, student.state_dict()['ssl.encoder.layers.0.attention.k_proj.weight'])
     rebuilt.eval()
     wave = make_wave()
@@ -48,13 +49,13 @@ def test_inference_copy_has_the_adapters_on_every_row_whatever_sv_from_was_left_
     randomise_adapters(student)
     wave = make_wave(batch=3)
     with torch.no_grad():
-        expected = student(wave, adapters=True)                     # (3, T, D)
+        expected = student(wave, adapters=True)  # (3, T, D)
         without = student(wave, adapters=False)
-        student.forward_two_paths(wave[:1])                         # leaves sv_from = 1 in every layer
+        student.forward_two_paths(wave[:1])  # leaves sv_from = 1 in every layer
         copied = adapters_always_on(student)
         got = copied(wave)
     assert torch.equal(got, expected)
-    assert (got - without).abs().amax(dim=(1, 2)).min() > 1e-2     # every row took its adapters
+    assert (got - without).abs().amax(dim=(1, 2)).min() > 1e-2  # every row took its adapters
     assert not any(isinstance(m, AdaptedFeedForward) or hasattr(m, 'sv_from') for m in copied.modules())
     assert sum(isinstance(m, AdaptedFeedForwardAlwaysOn) for m in copied.modules()) == 2
     assert all(isinstance(layer.feed_forward, AdaptedFeedForward) for layer in student.ssl.encoder.layers)

@@ -1,6 +1,7 @@
 """Every supported teacher type, saved with save_pretrained and loaded back through load_teacher:
 the same weights, a student that copies them exactly and, adapters at zero, computes the teacher
 truncated to N layers; input normalisation as Hugging Face's feature extractor does it."""
+
 import copy
 import json
 import os
@@ -10,8 +11,18 @@ import sys
 import numpy as np
 import pytest
 import torch
-from transformers import (BertConfig, HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor,
-                          Wav2Vec2ForCTC, Wav2Vec2ForPreTraining, Wav2Vec2Model, WavLMConfig, WavLMModel)
+from transformers import (
+    BertConfig,
+    HubertConfig,
+    HubertModel,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2ForCTC,
+    Wav2Vec2ForPreTraining,
+    Wav2Vec2Model,
+    WavLMConfig,
+    WavLMModel,
+)
 
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
@@ -20,10 +31,17 @@ from models.ssl import TeacherLoadError, load_teacher, normalize_waves, preproce
 from models.student import Student
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
-            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+)
 STABLE = dict(do_stable_layer_norm=True, feat_extract_norm='layer')
-TEACHERS = {                    # name: (config class, model class, what differs from the default config)
+TEACHERS = {  # name: (config class, model class, what differs from the default config)
     'wav2vec2': (Wav2Vec2Config, Wav2Vec2Model, {}),
     'wav2vec2-stable': (Wav2Vec2Config, Wav2Vec2Model, STABLE),
     'hubert': (HubertConfig, HubertModel, {}),
@@ -31,7 +49,7 @@ TEACHERS = {                    # name: (config class, model class, what differs
     'wavlm': (WavLMConfig, WavLMModel, {}),
     'wavlm-stable': (WavLMConfig, WavLMModel, STABLE),
 }
-NUM_LAYERS = 2                  # the student's, of the teacher's 3
+NUM_LAYERS = 2  # the student's, of the teacher's 3
 
 
 def build(name, seed=0):
@@ -66,8 +84,11 @@ def assert_same_weights(state, expected):
 def teacher_name(student_name):
     """The teacher's name of a student tensor: the adapter wrapper moves a layer's feed_forward
     (and, in pre-LN layers, its final_layer_norm) one level down."""
-    return (student_name.removeprefix('ssl.').replace('feed_forward.pre_norm.', 'final_layer_norm.')
-            .replace('feed_forward.feed_forward.', 'feed_forward.'))
+    return (
+        student_name.removeprefix('ssl.')
+        .replace('feed_forward.pre_norm.', 'final_layer_norm.')
+        .replace('feed_forward.feed_forward.', 'feed_forward.')
+    )
 
 
 def truncated_reference(teacher, num_layers):
@@ -81,7 +102,8 @@ def truncated_reference(teacher, num_layers):
     reference.load_state_dict(kept, strict=True)
     dropped = {name.split('.')[2] for name in set(state) - set(kept)}
     assert all(name.startswith('encoder.layers.') for name in set(state) - set(kept)) and dropped == {
-        str(i) for i in range(num_layers, teacher.config.num_hidden_layers)}
+        str(i) for i in range(num_layers, teacher.config.num_hidden_layers)
+    }
     return reference
 
 
@@ -91,7 +113,8 @@ def teacher_at_layer(teacher, wave, num_layers):
     normalises only its last layer's output. (B, L) -> (B, T, D)."""
     seen = {}
     hook = teacher.encoder.layers[num_layers - 1].register_forward_hook(
-        lambda module, args, out: seen.update(out=out[0] if isinstance(out, tuple) else out))
+        lambda module, args, out: seen.update(out=out[0] if isinstance(out, tuple) else out)
+    )
     teacher(wave)
     hook.remove()
     return teacher.encoder.layer_norm(seen['out']) if teacher.config.do_stable_layer_norm else seen['out']
@@ -116,9 +139,14 @@ def test_student_holds_exactly_the_teacher_weights_it_copies(saved, name):
     teacher_state = teacher.state_dict()
     beyond = tuple(f'encoder.layers.{i}.' for i in range(NUM_LAYERS, TINY['num_hidden_layers']))
     assert set(copied) == {key for key in teacher_state if not key.startswith(beyond)}
-    for key in ('feature_extractor.conv_layers.0.conv.weight', 'feature_projection.projection.weight',
-                'encoder.pos_conv_embed.conv.bias', 'encoder.layer_norm.weight', 'masked_spec_embed',
-                f'encoder.layers.{NUM_LAYERS - 1}.final_layer_norm.weight'):
+    for key in (
+        'feature_extractor.conv_layers.0.conv.weight',
+        'feature_projection.projection.weight',
+        'encoder.pos_conv_embed.conv.bias',
+        'encoder.layer_norm.weight',
+        'masked_spec_embed',
+        f'encoder.layers.{NUM_LAYERS - 1}.final_layer_norm.weight',
+    ):
         assert key in copied, key
     for key, tensor in copied.items():
         assert torch.equal(tensor, teacher_state[key]), key
@@ -130,13 +158,13 @@ def test_student_at_init_computes_the_truncated_teacher(saved, name):
     student = Student(teacher, NUM_LAYERS).eval()
     wave = make_wave()
     with torch.no_grad():
-        reference = truncated_reference(teacher, NUM_LAYERS)(wave).last_hidden_state       # (B, T, D)
+        reference = truncated_reference(teacher, NUM_LAYERS)(wave).last_hidden_state  # (B, T, D)
         torch.testing.assert_close(teacher_at_layer(teacher, wave, NUM_LAYERS), reference, rtol=0, atol=1e-5)
         kd, sv = student.forward_two_paths(wave)
         for output in (student(wave, adapters=False), student(wave, adapters=True), kd, sv):
             torch.testing.assert_close(output, reference, rtol=0, atol=1e-5)
         full = teacher(wave).last_hidden_state
-    assert (reference - full).abs().max() > 1e-2            # the truncation is not the whole teacher
+    assert (reference - full).abs().max() > 1e-2  # the truncation is not the whole teacher
 
 
 @pytest.mark.parametrize('name', ['wav2vec2', 'hubert'])
@@ -235,7 +263,7 @@ def fake_hub_cache(cache, repo_id, folder):
             target.write(data)
 
 
-OFFLINE_SCRIPT = '''
+OFFLINE_SCRIPT = """
 import json, sys
 import torch
 from models.ssl import TeacherLoadError, load_teacher, preprocessor_normalizes
@@ -252,7 +280,7 @@ except TeacherLoadError as error:
 report['normalizes'] = [preprocessor_normalizes(source) for source in (folder, 'someone/tiny-wavlm',
                                                                         'someone/not-cached')]
 print(json.dumps(report))
-'''
+"""
 
 
 def test_offline_loads_a_folder_and_a_cached_hub_id(saved, tmp_path):
@@ -264,8 +292,14 @@ def test_offline_loads_a_folder_and_a_cached_hub_id(saved, tmp_path):
     fake_hub_cache(str(tmp_path / 'cache'), 'someone/tiny-wavlm', str(local))
     torch.save(model.state_dict(), tmp_path / 'weights.pt')
     env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(tmp_path / 'cache'), PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, '-c', OFFLINE_SCRIPT, str(local), str(tmp_path / 'weights.pt')],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, '-c', OFFLINE_SCRIPT, str(local), str(tmp_path / 'weights.pt')],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report[str(local)] and report['someone/tiny-wavlm']
@@ -285,7 +319,7 @@ def test_padded_batch_embeds_as_one_at_a_time(saved, name):
     lengths = torch.tensor([9000, 4000, 6500])
     waves = make_wave(3, 9000) * (torch.arange(9000) < lengths[:, None])
     with torch.no_grad():
-        padded = model.embed(waves, lengths)                                     # (B, E)
+        padded = model.embed(waves, lengths)  # (B, E)
         alone = torch.cat([model.embed(wave[None, :length]) for wave, length in zip(waves, lengths)])
     torch.testing.assert_close(padded, alone, rtol=0, atol=1e-4)
     assert torch.pdist(alone).min() > 1e-2
@@ -325,20 +359,20 @@ def test_masked_normalisation_is_that_of_the_valid_part_alone():
     normalised = normalize_waves(waves, lengths)
     torch.testing.assert_close(normalised.double(), feature_extractor_normalised(waves, lengths), rtol=0, atol=1e-5)
     for i, length in enumerate(lengths.tolist()):
-        alone = normalize_waves(waves[i:i + 1, :length])[0]                           # the valid part alone
+        alone = normalize_waves(waves[i : i + 1, :length])[0]  # the valid part alone
         torch.testing.assert_close(normalised[i, :length], alone, rtol=0, atol=1e-6)
         assert torch.equal(normalised[i, length:], torch.zeros(3000 - length))
 
 
 def test_preprocessor_normalizes_reads_the_folder(tmp_path):
     assert preprocessor_normalizes('tiny') is None
-    assert preprocessor_normalizes(str(tmp_path)) is None                            # no such file
+    assert preprocessor_normalizes(str(tmp_path)) is None  # no such file
     assert preprocessor_normalizes(str(tmp_path / 'not-a-folder')) is None
     for do_normalize in (True, False):
         Wav2Vec2FeatureExtractor(do_normalize=do_normalize).save_pretrained(tmp_path)
         assert preprocessor_normalizes(str(tmp_path)) is do_normalize
     (tmp_path / 'preprocessor_config.json').write_text('{"sampling_rate": 16000}')
-    assert preprocessor_normalizes(str(tmp_path)) is True                      # the feature extractor's default
+    assert preprocessor_normalizes(str(tmp_path)) is True  # the feature extractor's default
     (tmp_path / 'preprocessor_config.json').write_text('not json')
     assert preprocessor_normalizes(str(tmp_path)) is None
 
@@ -361,9 +395,11 @@ def test_speaker_net_normalises_its_input_when_asked():
     labels = torch.tensor([0, 3])
     with torch.no_grad():
         torch.testing.assert_close(normalising.embed(waves), plain.embed(normalize_waves(waves)), rtol=0, atol=0)
-        torch.testing.assert_close(normalising.embed(waves, lengths), plain.embed(normalize_waves(waves, lengths),
-                                                                                  lengths), rtol=0, atol=0)
+        torch.testing.assert_close(
+            normalising.embed(waves, lengths), plain.embed(normalize_waves(waves, lengths), lengths), rtol=0, atol=0
+        )
         for paths in ('kd+sv', 'kd', 'sv'):
-            torch.testing.assert_close(normalising(waves, labels, paths), plain(normalize_waves(waves), labels, paths),
-                                       rtol=0, atol=0)
+            torch.testing.assert_close(
+                normalising(waves, labels, paths), plain(normalize_waves(waves), labels, paths), rtol=0, atol=0
+            )
         assert (normalising.embed(waves) - plain.embed(waves)).abs().max() > 1e-2

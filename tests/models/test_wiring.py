@@ -1,5 +1,6 @@
 """How the parts are wired together in the trained system: which loss reaches which parameters,
 that inference runs through the adapters, and that the optimizer holds every parameter once."""
+
 import collections
 
 import numpy as np
@@ -13,11 +14,20 @@ from trainer.methods.oskdft import step_losses
 from trainer.trainer import build_model, build_optimizer
 
 # LayerDrop off: a dropped layer gets no gradient at all, which would hide what the tests look for
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, layerdrop=0.0)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+    layerdrop=0.0,
+)
 PRE_LN = dict(do_stable_layer_norm=True, feat_extract_norm='layer', conv_bias=True)
-ARGS = dict({**SYSTEM_ARGS, **EXPERIMENT_ARGS}, num_hidden_layers=2, ecapa_channels=16, embedding_size=16,
-            spec_mask_freq=4)
+ARGS = dict(
+    {**SYSTEM_ARGS, **EXPERIMENT_ARGS}, num_hidden_layers=2, ecapa_channels=16, embedding_size=16, spec_mask_freq=4
+)
 KD_WEIGHT = 75.0
 # the learned mask vector takes part only where time masking happens to fall
 MASK_ONLY = {'student.ssl.masked_spec_embed'}
@@ -55,7 +65,7 @@ def step_loss_terms(model, teacher, batch):
     the two terms trainer.methods.oskdft.step_losses adds (same seeds, so the same dropout and masks)."""
     clean, augmented, labels = batch
     seed(2)
-    target = frozen_forward(teacher, clean)                            # (B, T, D)
+    target = frozen_forward(teacher, clean)  # (B, T, D)
     kd_hidden, sv_loss, _ = model(augmented, labels)
     kd_loss = F.mse_loss(kd_hidden, target) * KD_WEIGHT
     seed(2)
@@ -120,7 +130,7 @@ def test_sv_loss_reaches_every_weight_of_trained_adapters(stable):
     _, sv_loss = step_loss_terms(model, teacher, make_batch())
     named, adapter, backend, backbone = parts(model)
     grads = gradients(sv_loss, named)
-    assert len(adapter) == 6 * ARGS['num_hidden_layers']          # LayerNorm, down, up: weight and bias each
+    assert len(adapter) == 6 * ARGS['num_hidden_layers']  # LayerNorm, down, up: weight and bias each
     assert all(not zero(grads[name]) for name in adapter), [name for name in adapter if zero(grads[name])]
     missed = [name for name in backbone if name not in MASK_ONLY and zero(grads[name])]
     assert missed == []
@@ -151,12 +161,11 @@ def test_embed_runs_through_every_adapter_and_is_deterministic_in_eval(stable):
     wave = make_batch()[1]
     with torch.no_grad():
         torch.manual_seed(3)
-        embedding = model.embed(wave)                                   # (B, E)
-        torch.manual_seed(4)                                            # other draws: nothing random may run
+        embedding = model.embed(wave)  # (B, E)
+        torch.manual_seed(4)  # other draws: nothing random may run
         torch.testing.assert_close(model.embed(wave), embedding, rtol=0, atol=0)
         torch.testing.assert_close(model.embed(wave[1:2]), embedding[1:2], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(model.embed(wave), model.backend(model.student(wave, adapters=True)),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(model.embed(wave), model.backend(model.student(wave, adapters=True)), rtol=0, atol=0)
         without = model.backend(model.student(wave, adapters=False))
         assert (without - embedding).norm() > 1e-2 * embedding.norm()
         lengths = torch.full((wave.shape[0],), wave.shape[1])
@@ -164,7 +173,7 @@ def test_embed_runs_through_every_adapter_and_is_deterministic_in_eval(stable):
             original = adapter.up.weight.clone()
             adapter.up.weight.add_(torch.randn_like(original) * 0.3)
             assert (model.embed(wave) - embedding).norm() > 1e-3 * embedding.norm(), f'adapter {i}'
-            if model.student.pads_exactly:                              # the padded batch's path too
+            if model.student.pads_exactly:  # the padded batch's path too
                 assert (model.embed(wave, lengths) - embedding).norm() > 1e-3 * embedding.norm(), f'adapter {i}'
             adapter.up.weight.copy_(original)
         torch.testing.assert_close(model.embed(wave), embedding, rtol=0, atol=0)
@@ -174,12 +183,14 @@ def test_every_parameter_is_in_exactly_one_optimizer_group():
     _, model = build()
     optimizer = build_optimizer(model)
     names = {id(p): name for name, p in model.named_parameters()}
-    groups = {group['name']: [names.get(id(p), 'not in the model') for p in group['params']]
-              for group in optimizer.param_groups}
+    groups = {
+        group['name']: [names.get(id(p), 'not in the model') for p in group['params']]
+        for group in optimizer.param_groups
+    }
     assert list(groups) == ['backend', 'student', 'adapter']
     counts = collections.Counter(name for members in groups.values() for name in members)
     assert [name for name, count in counts.items() if count > 1] == []
-    assert set(counts) == set(names.values())                           # none missing, none foreign
+    assert set(counts) == set(names.values())  # none missing, none foreign
     _, adapter, backend, backbone = parts(model)
     assert set(groups['backend']) == set(backend)
     assert set(groups['student']) == set(backbone)

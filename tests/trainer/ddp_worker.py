@@ -8,6 +8,7 @@ plain-SGD steps), layerdrop.pt (every rank's weights after steps with dropout, m
 LayerDrop on), enroll.pt (the sharded enrollment of the utterances under TEST_ROOT), throughput.pt
 (rank 0's metrics and telemetry totals of three steps, each step an interval).
 """
+
 import os
 import sys
 
@@ -24,14 +25,41 @@ from trainer.telemetry import Telemetry  # noqa: E402
 from trainer.trainer import build_model, build_optimizer, distribute, set_lrs  # noqa: E402
 from utils import distributed  # noqa: E402
 
-QUIET = dict(layerdrop=0.0, mask_time_prob=0.0, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-             feat_proj_dropout=0.0, final_dropout=0.0)
-NOISY = dict(layerdrop=0.5, mask_time_prob=0.3, mask_time_length=2, hidden_dropout=0.1, attention_dropout=0.1,
-             activation_dropout=0.1, feat_proj_dropout=0.1)
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-ARGS = dict({**SYSTEM_ARGS, **EXPERIMENT_ARGS}, num_hidden_layers=2, ecapa_channels=16, embedding_size=16, epoch=4,
-            log_interval=1000)
+QUIET = dict(
+    layerdrop=0.0,
+    mask_time_prob=0.0,
+    hidden_dropout=0.0,
+    attention_dropout=0.0,
+    activation_dropout=0.0,
+    feat_proj_dropout=0.0,
+    final_dropout=0.0,
+)
+NOISY = dict(
+    layerdrop=0.5,
+    mask_time_prob=0.3,
+    mask_time_length=2,
+    hidden_dropout=0.1,
+    attention_dropout=0.1,
+    activation_dropout=0.1,
+    feat_proj_dropout=0.1,
+)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+)
+ARGS = dict(
+    {**SYSTEM_ARGS, **EXPERIMENT_ARGS},
+    num_hidden_layers=2,
+    ecapa_channels=16,
+    embedding_size=16,
+    epoch=4,
+    log_interval=1000,
+)
 NUM_CLASSES = 6
 GLOBAL_BATCH = 4
 CPU = torch.device('cpu')
@@ -45,7 +73,7 @@ def build(noisy=False, dtype=torch.float64):
     args = dict(ARGS, spec_mask_p=0.6 if noisy else 0.0)
     weights = torch.tensor([1.0, 2.0, 3.0, 1.5, 4.0, 0.5])
     model = build_model(args, teacher, NUM_CLASSES, weights).to(dtype)
-    for adapter in model.student.adapters():        # non-zero adapters: the SV path differs from the KD path
+    for adapter in model.student.adapters():  # non-zero adapters: the SV path differs from the KD path
         torch.nn.init.normal_(adapter.up.weight, std=0.1)
     return teacher.to(dtype), model, args
 
@@ -65,13 +93,21 @@ def my_share(batches):
     """This rank's contiguous slice of each global batch, as GlobalBatchSampler cuts it."""
     per_rank = GLOBAL_BATCH // distributed.world_size()
     rows = slice(distributed.rank() * per_rank, (distributed.rank() + 1) * per_rank)
-    return [(*(tensor[rows] for tensor in batch), ('',) * per_rank) for batch in batches]   # no unreadable file
+    return [(*(tensor[rows] for tensor in batch), ('',) * per_rank) for batch in batches]  # no unreadable file
 
 
 def train(model, teacher, batches, optimizer, args, epoch=1):
-    job = Job(distribute(model, CPU, args), teacher, my_share(batches), optimizer,
-              torch.amp.GradScaler('cpu', enabled=False),
-              None, args, CPU, LogModuleController([], enabled=False))
+    job = Job(
+        distribute(model, CPU, args),
+        teacher,
+        my_share(batches),
+        optimizer,
+        torch.amp.GradScaler('cpu', enabled=False),
+        None,
+        args,
+        CPU,
+        LogModuleController([], enabled=False),
+    )
     train_epoch(job, epoch, EpochState(), StopSignal(), lambda: None)
 
 
@@ -102,9 +138,18 @@ def throughput_check():
     teacher, model, args = build(dtype=torch.float32)
     args = dict(args, log_interval=1)
     logger = LogModuleController([], enabled=distributed.is_main())
-    job = Job(distribute(model, CPU, args), teacher, my_share(global_batches(3, torch.float32)),
-              torch.optim.SGD(model.parameters(), lr=0.01), torch.amp.GradScaler('cpu', enabled=False), None, args,
-              CPU, logger, telemetry=Telemetry(CPU))
+    job = Job(
+        distribute(model, CPU, args),
+        teacher,
+        my_share(global_batches(3, torch.float32)),
+        torch.optim.SGD(model.parameters(), lr=0.01),
+        torch.amp.GradScaler('cpu', enabled=False),
+        None,
+        args,
+        CPU,
+        logger,
+        telemetry=Telemetry(CPU),
+    )
     train_epoch(job, 1, EpochState(), StopSignal(), lambda: None)
     return {'records': logger.records, 'totals': job.telemetry.totals}
 
@@ -112,8 +157,12 @@ def throughput_check():
 def enroll_check(test_root):
     """(keys, unit full embeddings, mean unit segment embeddings) of every wav under test_root."""
     _, model, _ = build(dtype=torch.float32)
-    keys = sorted(os.path.relpath(os.path.join(folder, name), test_root)
-                  for folder, _, names in os.walk(test_root) for name in names if name.endswith('.wav'))
+    keys = sorted(
+        os.path.relpath(os.path.join(folder, name), test_root)
+        for folder, _, names in os.walk(test_root)
+        for name in names
+        if name.endswith('.wav')
+    )
     vectors = embed_utterances(model, test_root, keys, 4800, 3, CPU, show_progress=False)
     return None if vectors is None else {'keys': keys, 'full': vectors[0], 'segments': vectors[1]}
 
@@ -121,8 +170,12 @@ def enroll_check(test_root):
 def main(out_dir, test_root):
     torch.set_num_threads(1)
     distributed.init('cpu')
-    results = {'step': step_check(), 'layerdrop': distributed.gather_objects(layerdrop_check()),
-               'enroll': enroll_check(test_root), 'throughput': throughput_check()}
+    results = {
+        'step': step_check(),
+        'layerdrop': distributed.gather_objects(layerdrop_check()),
+        'enroll': enroll_check(test_root),
+        'throughput': throughput_check(),
+    }
     if distributed.is_main():
         for name, value in results.items():
             torch.save(value, os.path.join(out_dir, f'{name}.pt'))

@@ -46,8 +46,9 @@ def loop_stats(full, seg_mean, cohort_full, cohort_seg, top_k):
     """Per utterance: its score against each speaker, the top_k largest, their mean and population std."""
     means, stds = [], []
     for u in range(len(full)):
-        row = [0.5 * (sum(full[u] * cohort_full[c]) + sum(seg_mean[u] * cohort_seg[c]))
-               for c in range(len(cohort_full))]
+        row = [
+            0.5 * (sum(full[u] * cohort_full[c]) + sum(seg_mean[u] * cohort_seg[c])) for c in range(len(cohort_full))
+        ]
         top = sorted(row, reverse=True)[:top_k]
         mean = sum(top) / len(top)
         means.append(mean)
@@ -56,8 +57,9 @@ def loop_stats(full, seg_mean, cohort_full, cohort_seg, top_k):
 
 
 def loop_asnorm(scores, enroll_idx, test_idx, means, stds):
-    return [0.5 * ((s - means[e]) / stds[e] + (s - means[t]) / stds[t])
-            for s, e, t in zip(scores, enroll_idx, test_idx)]
+    return [
+        0.5 * ((s - means[e]) / stds[e] + (s - means[t]) / stds[t]) for s, e, t in zip(scores, enroll_idx, test_idx)
+    ]
 
 
 def test_cohort_vectors_equal_a_hand_loop():
@@ -89,16 +91,21 @@ def test_asnorm_equals_brute_force():
     np.testing.assert_allclose(std, stds, rtol=0, atol=1e-6)
     np.testing.assert_allclose(apply_asnorm(scores, enroll_idx, test_idx, mean, std), expected, rtol=0, atol=1e-6)
     # the same from the whole (N, C) cohort score matrix at once
-    cohort_scores = 0.5 * (full @ loop_full.T + seg_mean @ loop_seg.T)                 # (N, C)
-    np.testing.assert_allclose(asnorm_scores(scores, enroll_idx, test_idx, cohort_scores, TOP_K), expected,
-                               rtol=0, atol=1e-6)
+    cohort_scores = 0.5 * (full @ loop_full.T + seg_mean @ loop_seg.T)  # (N, C)
+    np.testing.assert_allclose(
+        asnorm_scores(scores, enroll_idx, test_idx, cohort_scores, TOP_K), expected, rtol=0, atol=1e-6
+    )
 
 
 def test_known_numbers_pin_top_k_population_std_and_each_side():
     """Cohort scores chosen so that each misreading gives another number: the bottom k (4.5), the sample
     std (0.354), enroll mean with test std and vice versa (-0.5), the enroll statistics on both sides (-1)."""
-    cohort_scores = np.array([[0.9, 0.1, 0.5, 0.3],      # top 2: 0.9, 0.5 -> mean 0.7, std 0.2
-                              [0.2, 0.4, 0.0, -0.2]])    # top 2: 0.4, 0.2 -> mean 0.3, std 0.1
+    cohort_scores = np.array(
+        [
+            [0.9, 0.1, 0.5, 0.3],  # top 2: 0.9, 0.5 -> mean 0.7, std 0.2
+            [0.2, 0.4, 0.0, -0.2],
+        ]
+    )  # top 2: 0.4, 0.2 -> mean 0.3, std 0.1
     mean, std = top_k_stats(cohort_scores, 2)
     np.testing.assert_allclose(mean, [0.7, 0.3], atol=1e-12)
     np.testing.assert_allclose(std, [0.2, 0.1], atol=1e-12)
@@ -129,8 +136,9 @@ def test_top_k_leaving_fewer_than_two_scores_is_an_error():
 def test_chunked_equals_unchunked_on_torch_inputs():
     full, seg_mean, train_full, train_seg, labels, *_ = random_setup(seed=1)
     full, seg_mean = torch.from_numpy(full), torch.from_numpy(seg_mean)
-    cohort = cohort_vectors(torch.from_numpy(train_full), torch.from_numpy(train_seg), torch.from_numpy(labels),
-                            NUM_SPEAKERS)
+    cohort = cohort_vectors(
+        torch.from_numpy(train_full), torch.from_numpy(train_seg), torch.from_numpy(labels), NUM_SPEAKERS
+    )
     small = utterance_stats(full, seg_mean, *cohort, TOP_K, chunk=7)
     large = utterance_stats(full, seg_mean, *cohort, TOP_K, chunk=1000)
     np.testing.assert_allclose(small[0], large[0], rtol=0, atol=1e-12)

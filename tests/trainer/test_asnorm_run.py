@@ -1,5 +1,6 @@
 """AS-norm as a run uses it: the cohort from the training files, and every list scored with and
 without it."""
+
 import numpy as np
 import soundfile as sf
 import torch
@@ -19,7 +20,7 @@ def test_the_cohort_is_each_training_speakers_utterances_embedded_as_test_uttera
     model = build_model(args, load_teacher('tiny', TINY), num_classes=len(manifest.speakers)).eval()
     cohort_full, cohort_seg = training_cohort(model, manifest, args, torch.device('cpu'), show_progress=False)
     assert cohort_full.shape == cohort_seg.shape == (len(manifest.speakers), 16)
-    rng = np.random.default_rng([args['seed'], 7])                  # the draw the cohort makes, speaker by speaker
+    rng = np.random.default_rng([args['seed'], 7])  # the draw the cohort makes, speaker by speaker
     for speaker in range(len(manifest.speakers)):
         chosen = rng.permutation(np.flatnonzero(manifest.labels == speaker))[:1][0]
         wave = torch.from_numpy(sf.read(manifest.paths[chosen], dtype='float32')[0])[None]
@@ -35,8 +36,11 @@ def test_each_list_is_scored_with_and_without_asnorm():
     cohort = (torch.nn.functional.normalize(torch.randn(7, 8), dim=-1), torch.randn(7, 8) * 0.3)
     keys = [f'u{i:02d}' for i in range(12)]
     pairs = rng.integers(0, 12, (40, 2))
-    trials = Trials(labels=np.r_[np.ones(20, int), np.zeros(20, int)], enroll=[keys[a] for a, _ in pairs],
-                    test=[keys[b] for _, b in pairs])
+    trials = Trials(
+        labels=np.r_[np.ones(20, int), np.zeros(20, int)],
+        enroll=[keys[a] for a, _ in pairs],
+        test=[keys[b] for _, b in pairs],
+    )
     result = score_lists({'Vox1-O': trials}, keys, full, seg, cohort, top_k=3)['Vox1-O']
     vectors = torch.cat([full, seg], 1).double().numpy()
     cohort_vectors = torch.cat(cohort, 1).double().numpy()

@@ -1,4 +1,5 @@
 """Two processes (torchrun, gloo on CPU) against one process with the same global batch."""
+
 import os
 import subprocess
 import sys
@@ -23,8 +24,10 @@ def two_processes(corpus, tmp_path_factory):
     done = torchrun(os.path.join(ROOT, 'tests', 'trainer', 'ddp_worker.py'), out, corpus['path_test'])
     assert done.returncode == 0, done.stderr[-4000:]
     print(f'2-process checks: {time.monotonic() - start:.1f} s')
-    return {name: torch.load(out / f'{name}.pt', weights_only=True)
-            for name in ('step', 'layerdrop', 'enroll', 'throughput')}
+    return {
+        name: torch.load(out / f'{name}.pt', weights_only=True)
+        for name in ('step', 'layerdrop', 'enroll', 'throughput')
+    }
 
 
 @pytest.fixture(scope='module')
@@ -40,14 +43,14 @@ def one_process():
 def assert_relatively_close(actual, expected, tolerance=1e-5):
     assert actual.keys() == expected.keys()
     for name in expected:
-        scale = expected[name].double().abs().max().clamp(min=1e-8)     # floor: gradients 0 in exact arithmetic
+        scale = expected[name].double().abs().max().clamp(min=1e-8)  # floor: gradients 0 in exact arithmetic
         difference = (actual[name].double() - expected[name].double()).abs().max()
         assert difference <= tolerance * scale, f'{name}: {difference:.3e} vs scale {scale:.3e}'
 
 
 def test_averaged_gradients_equal_one_process_with_the_global_batch(two_processes, one_process):
     grads = two_processes['step']['grads']
-    assert any(name.startswith('backend.bn_pool') for name in grads)           # synchronised BatchNorm
+    assert any(name.startswith('backend.bn_pool') for name in grads)  # synchronised BatchNorm
     assert any(name.startswith('student.ssl.encoder.layers.1') for name in grads)
     assert any('adapter' in name for name in grads) and 'head.weight' in grads
     assert_relatively_close(grads, one_process['grads'])
@@ -55,15 +58,17 @@ def test_averaged_gradients_equal_one_process_with_the_global_batch(two_processe
 
 def test_weights_after_three_sgd_steps_equal_one_process(two_processes, one_process):
     weights = two_processes['step']['weights']
-    assert_relatively_close(weights, one_process['weights'])      # BatchNorm running statistics included
+    assert_relatively_close(weights, one_process['weights'])  # BatchNorm running statistics included
     assert weights['backend.bn_pool.num_batches_tracked'].item() == 3
 
 
 def test_with_layerdrop_dropout_and_masking_every_rank_holds_the_same_weights(two_processes):
     first, second = two_processes['layerdrop']
     _, untrained, _ = ddp_worker.build(noisy=True, dtype=torch.float32)
-    assert not torch.equal(first['student.ssl.encoder.layers.0.attention.k_proj.weight'],
-                           untrained.state_dict()['student.ssl.encoder.layers.0.attention.k_proj.weight'])
+    assert not torch.equal(
+        first['student.ssl.encoder.layers.0.attention.k_proj.weight'],
+        untrained.state_dict()['student.ssl.encoder.layers.0.attention.k_proj.weight'],
+    )
     for name in first:
         assert torch.equal(first[name], second[name]), name
 
@@ -92,5 +97,5 @@ def test_throughput_counts_the_utterances_of_both_ranks(two_processes):
     for per_second, per_step in zip(values['perf/utterances_per_second'], values['perf/seconds_per_step']):
         assert per_second * per_step == pytest.approx(ddp_worker.GLOBAL_BATCH)
     assert totals['utterances'] == 3 * ddp_worker.GLOBAL_BATCH and totals['steps'] == 3
-    for rank in (0, 1):                                     # every rank's memory, gathered at the interval
+    for rank in (0, 1):  # every rank's memory, gathered at the interval
         assert all(gib > 0.05 for gib in values[f'perf/cpu_resident_gib/rank{rank}'])

@@ -1,4 +1,5 @@
 """Batched enrollment: the same embeddings as one utterance at a time, within a memory budget."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -9,10 +10,18 @@ from models.ssl import load_teacher
 from trainer.evaluate import embed_utterances, plan_batches
 from trainer.trainer import build_model
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-ARGS = dict({**SYSTEM_ARGS, **EXPERIMENT_ARGS}, num_hidden_layers=2, ecapa_channels=16, embedding_size=16,
-            spec_mask_freq=4)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+)
+ARGS = dict(
+    {**SYSTEM_ARGS, **EXPERIMENT_ARGS}, num_hidden_layers=2, ecapa_channels=16, embedding_size=16, spec_mask_freq=4
+)
 SECONDS = (2.9, 0.7, 1.6, 2.2, 0.9, 1.6, 2.5, 1.1)
 
 
@@ -20,8 +29,9 @@ def model_with(front_end_norm):
     """A student whose CNN normalises per frame ('layer') or per channel over time ('group'), with
     random BatchNorm statistics so that a padded frame that leaks into a mean would show."""
     torch.manual_seed(0)
-    teacher = load_teacher('tiny', dict(TINY, feat_extract_norm=front_end_norm,
-                                        do_stable_layer_norm=front_end_norm == 'layer'))
+    teacher = load_teacher(
+        'tiny', dict(TINY, feat_extract_norm=front_end_norm, do_stable_layer_norm=front_end_norm == 'layer')
+    )
     model = build_model(ARGS, teacher, num_classes=4)
     for module in model.modules():
         if getattr(module, 'running_mean', None) is not None:
@@ -52,12 +62,13 @@ def test_batched_enrollment_equals_one_utterance_at_a_time(utterances, front_end
     root, keys = utterances
     model = model_with(front_end_norm)
     alone = embed_utterances(model, root, keys, 16000, 3, torch.device('cpu'), show_progress=False)
-    batched = embed_utterances(model, root, keys, 16000, 3, torch.device('cpu'), show_progress=False,
-                               max_samples=16000 * 12)
+    batched = embed_utterances(
+        model, root, keys, 16000, 3, torch.device('cpu'), show_progress=False, max_samples=16000 * 12
+    )
     for one, many in zip(alone, batched):
         assert one.shape == (len(keys), 16)
         torch.testing.assert_close(many, one, atol=1e-4, rtol=0)
-    assert torch.pdist(alone[0]).min() > 0.01 and torch.pdist(alone[1]).min() > 0.01   # 100x the tolerance apart
+    assert torch.pdist(alone[0]).min() > 0.01 and torch.pdist(alone[1]).min() > 0.01  # 100x the tolerance apart
 
 
 def test_padding_a_group_norm_front_end_would_change_the_embeddings(utterances):
@@ -78,10 +89,10 @@ def test_batches_respect_the_memory_budget_and_cover_every_utterance_once():
     groups = plan_batches(lengths, segment, count, budget)
     assert sorted(i for group in groups for i in group) == list(range(200))
     order = [i for group in groups for i in group]
-    assert np.all(np.diff(lengths[order]) <= 0)                           # longest first
+    assert np.all(np.diff(lengths[order]) <= 0)  # longest first
     for group in groups:
         cost = max(len(group) * lengths[group].max(), len(group) * count * segment)
         assert cost <= budget
     sizes = [len(group) for group in groups]
     assert max(sizes) == budget // (count * segment) and sizes[0] == budget // lengths.max()
-    assert plan_batches(np.array([900_000, 10]), segment, count, budget) == [[0], [1]]   # too long: alone
+    assert plan_batches(np.array([900_000, 10]), segment, count, budget) == [[0], [1]]  # too long: alone

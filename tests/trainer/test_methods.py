@@ -1,5 +1,6 @@
 """The four methods of the paper's table: which model each builds, which parameters a step of
 each trains, and each one's whole run on the small demo corpus."""
+
 import json
 
 import pytest
@@ -30,9 +31,17 @@ def one_step(method, epoch=1, **args):
     batch = (clean, clean + 0.3 * torch.randn_like(clean), torch.arange(BATCH), ('',) * BATCH)
     optimizer = build_optimizer(model)
     set_lrs(optimizer, epoch, args)
-    job = Job(model, teacher if METHODS[method].USES_TEACHER else None, [batch], optimizer,
-              torch.amp.GradScaler('cpu', enabled=False), None, args, torch.device('cpu'),
-              LogModuleController([], enabled=False))
+    job = Job(
+        model,
+        teacher if METHODS[method].USES_TEACHER else None,
+        [batch],
+        optimizer,
+        torch.amp.GradScaler('cpu', enabled=False),
+        None,
+        args,
+        torch.device('cpu'),
+        LogModuleController([], enabled=False),
+    )
     state = EpochState()
     train_epoch(job, epoch, state, StopSignal(), lambda: None)
     return before, model, state.means()
@@ -40,15 +49,17 @@ def one_step(method, epoch=1, **args):
 
 def changed(before, model, part):
     names = [name for name, _ in getattr(model, part).named_parameters()]
-    return {name for name, p in model.named_parameters()
-            if name.startswith(part + '.') and not torch.equal(p, before[name])}, names
+    return {
+        name for name, p in model.named_parameters() if name.startswith(part + '.') and not torch.equal(p, before[name])
+    }, names
 
 
-@pytest.mark.parametrize('method, layers, adapters', [('oskdft', 2, True), ('ft', 3, False),
-                                                      ('student_ft', 2, False), ('kd_ft', 2, False)])
+@pytest.mark.parametrize(
+    'method, layers, adapters', [('oskdft', 2, True), ('ft', 3, False), ('student_ft', 2, False), ('kd_ft', 2, False)]
+)
 def test_each_method_builds_its_student(method, layers, adapters):
     model = build_model(dict(ARGS, method=method), load_teacher('tiny', TINY), num_classes=5)
-    assert len(model.student.ssl.encoder.layers) == layers          # ft: every teacher layer
+    assert len(model.student.ssl.encoder.layers) == layers  # ft: every teacher layer
     assert bool(model.student.adapters()) == adapters
 
 
@@ -62,11 +73,11 @@ def test_a_step_trains_the_student_the_back_end_and_the_head(method):
 
 
 def test_kd_ft_trains_only_the_student_by_kd_first_then_everything_by_sv():
-    before, model, losses = one_step('kd_ft', epoch=2)             # kd_epochs=2: epoch 2 is KD only
+    before, model, losses = one_step('kd_ft', epoch=2)  # kd_epochs=2: epoch 2 is KD only
     assert changed(before, model, 'student')[0]
     assert not changed(before, model, 'backend')[0] and not changed(before, model, 'head')[0]
     assert losses['kd'] > 0 and losses['sv'] == 0
-    before, model, losses = one_step('kd_ft', epoch=3)             # the first fine-tuning epoch
+    before, model, losses = one_step('kd_ft', epoch=3)  # the first fine-tuning epoch
     assert all(changed(before, model, part)[0] for part in ('student', 'backend', 'head'))
     assert losses['kd'] == 0 and losses['sv'] > 0
 
@@ -81,8 +92,11 @@ def test_kd_ft_stages_schedule_and_scoring():
 
 @pytest.mark.parametrize('method', ['ft', 'student_ft', 'kd_ft'])
 def test_every_method_runs_on_the_demo_corpus_and_writes_the_same_run_folder(method, corpus, tmp_path):
-    main.main([f'{key}={value}' for key, value in corpus.items()] + FAST +
-              ['epoch=1', 'kd_epochs=1', f'method={method}', f'path_log={tmp_path}', f'name={method}'])
+    main.main(
+        [f'{key}={value}' for key, value in corpus.items()]
+        + FAST
+        + ['epoch=1', 'kd_epochs=1', f'method={method}', f'path_log={tmp_path}', f'name={method}']
+    )
     (folder,) = (tmp_path / 'OS-KDFT').iterdir()
     results = json.loads((folder / 'results.json').read_text())
     assert results['method'] == method and set(results) >= {'Vox1-O', 'Vox1-E', 'Vox1-H', 'best_epoch', 'params'}
@@ -90,8 +104,11 @@ def test_every_method_runs_on_the_demo_corpus_and_writes_the_same_run_folder(met
     assert (folder / 'last.pt').is_file() and (folder / 'best.pt').is_file()
     saved = torch.load(folder / 'best.pt', weights_only=True)
     assert saved['args']['method'] == method
-    eer_steps = [json.loads(line)['step'] for line in (folder / 'metrics.jsonl').read_text().splitlines()
-                 if json.loads(line)['name'] == 'eval/Vox1-O/eer']
+    eer_steps = [
+        json.loads(line)['step']
+        for line in (folder / 'metrics.jsonl').read_text().splitlines()
+        if json.loads(line)['name'] == 'eval/Vox1-O/eer'
+    ]
     assert eer_steps[:2] == ([0, 2] if method == 'kd_ft' else [0, 1])  # the KD stage is not scored
 
 
@@ -107,8 +124,11 @@ def test_normalize_wave_feeds_teacher_and_student_normalised_waves():
     for normalize, (a, b) in ((True, (clean, augmented)), (False, prenormalised)):
         torch.manual_seed(1)
         model = build_model(dict(ARGS, normalize_wave=normalize), teacher, num_classes=5).eval()
-        losses.append(METHODS['oskdft'].step(model, teacher, a, b, torch.arange(BATCH), 1,
-                                             dict(ARGS, normalize_wave=normalize))[1])
+        losses.append(
+            METHODS['oskdft'].step(model, teacher, a, b, torch.arange(BATCH), 1, dict(ARGS, normalize_wave=normalize))[
+                1
+            ]
+        )
     torch.testing.assert_close(losses[0], losses[1])
     torch.manual_seed(1)
     plain = build_model(ARGS, teacher, num_classes=5).eval()
@@ -117,8 +137,11 @@ def test_normalize_wave_feeds_teacher_and_student_normalised_waves():
 
 
 def test_the_smoke_preset_runs_on_a_subset_of_the_users_files_and_scores_vox1_o(corpus, tmp_path):
-    main.main([f'{key}={value}' for key, value in corpus.items()] + FAST +
-              ['preset=smoke', 'max_train_files=12', f'path_log={tmp_path}'])
+    main.main(
+        [f'{key}={value}' for key, value in corpus.items()]
+        + FAST
+        + ['preset=smoke', 'max_train_files=12', f'path_log={tmp_path}']
+    )
     (folder,) = (tmp_path / 'OS-KDFT').iterdir()
     assert folder.name.startswith('smoke-')
     results = json.loads((folder / 'results.json').read_text())
@@ -128,12 +151,15 @@ def test_the_smoke_preset_runs_on_a_subset_of_the_users_files_and_scores_vox1_o(
     assert 'Vox1-E: left out (trials_vox1_e=off)' in log and 'Vox1-H: left out (trials_vox1_h=off)' in log
 
 
-@pytest.mark.parametrize('method, layerdrop, expected', [('oskdft', 0.0, False), ('ft', 0.0, False),
-                                                         ('kd_ft', 0.0, True), ('oskdft', 0.1, True)])
+@pytest.mark.parametrize(
+    'method, layerdrop, expected',
+    [('oskdft', 0.0, False), ('ft', 0.0, False), ('kd_ft', 0.0, True), ('oskdft', 0.1, True)],
+)
 def test_ddp_looks_for_parameters_without_gradients_only_where_a_step_leaves_some_out(method, layerdrop, expected):
     from trainer.trainer import some_steps_leave_parameters_out
+
     teacher = load_teacher('tiny', dict(TINY, layerdrop=layerdrop))
     args = dict(ARGS, method=method, kd_epochs=2)
     assert some_steps_leave_parameters_out(build_model(args, teacher, num_classes=5), args) is expected
-    if method == 'kd_ft':                                           # kd_epochs=0: no KD-only epoch
+    if method == 'kd_ft':  # kd_epochs=0: no KD-only epoch
         assert not some_steps_leave_parameters_out(build_model(args, teacher, 5), dict(args, kd_epochs=0))

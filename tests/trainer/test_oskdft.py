@@ -1,6 +1,7 @@
 """The training step: teacher on the clean crop, both student paths on the augmented crop,
 KD loss x (E - e) / E x 100 + SV loss, one backward, one optimizer step; and the loop's
 mechanics around it (non-finite steps skipped, a stop signal saves and stops)."""
+
 import copy
 
 import pytest
@@ -13,12 +14,32 @@ from models.ssl import load_teacher
 from trainer.loop import EpochState, Job, StopSignal, TrainingDiverged, train_epoch
 from trainer.trainer import build_model, build_optimizer, set_lrs
 
-NO_REGULARISATION = dict(layerdrop=0.0, mask_time_prob=0.0, hidden_dropout=0.0, attention_dropout=0.0,
-                         activation_dropout=0.0, feat_proj_dropout=0.0)
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
-            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, **NO_REGULARISATION)
-ARGS = dict({**SYSTEM_ARGS, **EXPERIMENT_ARGS}, num_hidden_layers=2, ecapa_channels=16, embedding_size=16,
-            spec_mask_p=0.0, epoch=4)
+NO_REGULARISATION = dict(
+    layerdrop=0.0,
+    mask_time_prob=0.0,
+    hidden_dropout=0.0,
+    attention_dropout=0.0,
+    activation_dropout=0.0,
+    feat_proj_dropout=0.0,
+)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+    **NO_REGULARISATION,
+)
+ARGS = dict(
+    {**SYSTEM_ARGS, **EXPERIMENT_ARGS},
+    num_hidden_layers=2,
+    ecapa_channels=16,
+    embedding_size=16,
+    spec_mask_p=0.0,
+    epoch=4,
+)
 
 
 @pytest.fixture
@@ -26,7 +47,7 @@ def setup():
     torch.manual_seed(0)
     teacher = load_teacher('tiny', TINY)
     model = build_model(ARGS, teacher, num_classes=5).double()
-    for adapter in model.student.adapters():         # non-zero adapters, so the SV path differs from KD
+    for adapter in model.student.adapters():  # non-zero adapters, so the SV path differs from KD
         torch.nn.init.normal_(adapter.up.weight, std=0.1)
     clean = torch.randn(4, 8000, dtype=torch.float64)
     augmented = clean + 0.3 * torch.randn_like(clean)
@@ -37,14 +58,24 @@ def setup():
 def job_of(model, teacher, batches, optimizer, amp_dtype=None, **args):
     scaler = torch.amp.GradScaler('cpu', init_scale=64.0, enabled=amp_dtype == torch.float16)
     batches = [batch if len(batch) == 4 else (*batch, ('',) * len(batch[2])) for batch in batches]  # no bad file
-    return Job(model, teacher, batches, optimizer, scaler, amp_dtype, dict(ARGS, **args), torch.device('cpu'),
-               LogModuleController([], enabled=False))
+    return Job(
+        model,
+        teacher,
+        batches,
+        optimizer,
+        scaler,
+        amp_dtype,
+        dict(ARGS, **args),
+        torch.device('cpu'),
+        LogModuleController([], enabled=False),
+    )
 
 
 def run_epoch(job, epoch=1, stop=None, saves=None):
     state = EpochState()
-    finished = train_epoch(job, epoch, state, stop or StopSignal(), lambda: saves.append(state.step) if saves
-                           is not None else None)
+    finished = train_epoch(
+        job, epoch, state, stop or StopSignal(), lambda: saves.append(state.step) if saves is not None else None
+    )
     return state, finished
 
 
@@ -94,8 +125,8 @@ def test_a_non_finite_step_is_skipped_and_counted_and_training_goes_on(setup):
     before = copy.deepcopy(model.state_dict())
     state, finished = run_epoch(job_of(model, teacher, [(clean, poisoned, labels)], optimizer))
     assert finished and state.step == 1 and state.skipped == 1 and state.bad_in_row == 1
-    assert state.sums[-1].item() == 0                       # no step counted in the means
-    assert not optimizer.state                              # Adam took no step: no moments yet
+    assert state.sums[-1].item() == 0  # no step counted in the means
+    assert not optimizer.state  # Adam took no step: no moments yet
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point():
             assert torch.equal(tensor, before[name]), name
@@ -124,8 +155,11 @@ def test_unreadable_training_files_are_named_once_and_stop_the_run_past_max_bad_
     batches = [(clean, augmented, labels, bad) for bad in met]
     saves = []
     job = job_of(model, teacher, batches, build_optimizer(model), max_bad_files=2)
-    with pytest.raises(ValueError, match=r'path_train: 3 training files cannot be read \(more than max_bad_files=2\), '
-                                         r'the first: a.wav, b.wav, c.wav'):
+    with pytest.raises(
+        ValueError,
+        match=r'path_train: 3 training files cannot be read \(more than max_bad_files=2\), '
+        r'the first: a.wav, b.wav, c.wav',
+    ):
         run_epoch(job, saves=saves)
     assert job.bad_files == ['a.wav', 'b.wav', 'c.wav'] and saves == [4]
     assert job.optimizer.state[next(iter(model.backend.parameters()))]['step'].item() == 4
@@ -155,8 +189,9 @@ def test_mixed_precision_steps_follow_the_full_precision_step(setup, amp_dtype, 
     for dtype in (None, amp_dtype):
         trained = copy.deepcopy(model)
         before = torch.cat([p.detach().flatten() for p in trained.parameters()])
-        state, _ = run_epoch(job_of(trained, teacher, [batch], torch.optim.SGD(trained.parameters(), lr=0.01),
-                                    amp_dtype=dtype))
+        state, _ = run_epoch(
+            job_of(trained, teacher, [batch], torch.optim.SGD(trained.parameters(), lr=0.01), amp_dtype=dtype)
+        )
         assert state.skipped == 0
         updates[dtype] = torch.cat([p.detach().flatten() for p in trained.parameters()]) - before
     full, mixed = updates[None], updates[amp_dtype]
@@ -171,11 +206,11 @@ def test_fp16_gradients_that_overflow_are_left_to_the_loss_scaler(setup):
     batch = (batch[0].float(), batch[1].float(), batch[2])
     before = copy.deepcopy(model.state_dict())
     job = job_of(model, teacher, [batch], torch.optim.SGD(model.parameters(), lr=0.01), amp_dtype=torch.float16)
-    job.scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 30)       # sure to overflow fp16
+    job.scaler = torch.amp.GradScaler('cpu', init_scale=2.0**30)  # sure to overflow fp16
     texts = []
     job.logger.log_text = texts.append
     state, finished = run_epoch(job)
     assert finished and state.skipped == 1 and state.bad_in_row == 1 and state.sums[-1].item() == 0
-    assert job.scaler.get_scale() == 2.0 ** 29 and texts == []          # lowered; no "non-finite" report
+    assert job.scaler.get_scale() == 2.0**29 and texts == []  # lowered; no "non-finite" report
     for name, p in model.named_parameters():
         assert torch.equal(p.detach(), before[name]), name

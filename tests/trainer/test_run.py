@@ -1,5 +1,6 @@
 """Where a resumed run takes its best model from: best.pt, or last.pt itself when a kill came
 between writing last.pt and best.pt at the end of an improving epoch."""
+
 import pytest
 import torch
 
@@ -23,7 +24,7 @@ def new_run(tmp_path, seed):
 def test_best_weights_come_from_last_pt_when_best_pt_was_not_written(tmp_path):
     run, logger = new_run(tmp_path, seed=0)
     run.epoch, run.best = 2, {'epoch': 2, 'eer': 10.0}
-    run.save()                          # last.pt of the improving epoch 2; killed before best.pt
+    run.save()  # last.pt of the improving epoch 2; killed before best.pt
     saved = load_checkpoint(f'{logger.run_dir}/last.pt')
     resumed, _ = new_run(tmp_path / 'other', seed=1)
     resumed.restore(saved, logger.run_dir)
@@ -40,7 +41,7 @@ def test_best_weights_come_from_best_pt_within_a_later_epoch(tmp_path):
     best_weights = {name: tensor.clone() for name, tensor in run.raw_model.state_dict().items()}
     with torch.no_grad():
         for p in run.raw_model.parameters():
-            p.add_(1.0)                 # the weights move on in epoch 2
+            p.add_(1.0)  # the weights move on in epoch 2
     run.state.step = 3
     run.save()
     resumed, _ = new_run(tmp_path / 'other', seed=1)
@@ -48,15 +49,17 @@ def test_best_weights_come_from_best_pt_within_a_later_epoch(tmp_path):
     assert resumed.state.step == 3
     for name, tensor in best_weights.items():
         assert torch.equal(resumed.best_weights[name], tensor), name
-    assert not torch.equal(resumed.raw_model.student.adapters()[0].down.weight,
-                           best_weights['student.ssl.encoder.layers.0.feed_forward.adapter.down.weight'])
+    assert not torch.equal(
+        resumed.raw_model.student.adapters()[0].down.weight,
+        best_weights['student.ssl.encoder.layers.0.feed_forward.adapter.down.weight'],
+    )
 
 
 def test_a_best_pt_of_another_epoch_is_refused(tmp_path):
     run, logger = new_run(tmp_path, seed=0)
     run.epoch, run.best = 1, {'epoch': 1, 'eer': 12.0}
     run.save(best_too=True)
-    run.epoch, run.best, run.state.step = 2, {'epoch': 2, 'eer': 11.0}, 2     # best.pt of epoch 2 was lost
+    run.epoch, run.best, run.state.step = 2, {'epoch': 2, 'eer': 11.0}, 2  # best.pt of epoch 2 was lost
     run.save()
     resumed, _ = new_run(tmp_path / 'other', seed=1)
     with pytest.raises(ValueError, match=r'best.pt holds epoch 1, the run\'s best is epoch 2'):

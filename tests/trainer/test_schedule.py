@@ -46,8 +46,8 @@ def test_paper_schedule_at_chosen_epochs():
     assert lrs[5]['student'] == pytest.approx(cosine(5) * 0.5)
     assert lrs[9]['student'] == pytest.approx(cosine(9) * 0.9)
     assert lrs[10]['student'] == pytest.approx(cosine(9) * 0.9 * 0.93)
-    assert lrs[11]['student'] == pytest.approx(cosine(9) * 0.9 * 0.93 ** 2)
-    assert lrs[30]['student'] == pytest.approx(cosine(9) * 0.9 * 0.93 ** 21)
+    assert lrs[11]['student'] == pytest.approx(cosine(9) * 0.9 * 0.93**2)
+    assert lrs[30]['student'] == pytest.approx(cosine(9) * 0.9 * 0.93**21)
     for e in lrs:
         assert lrs[e]['backend'] == pytest.approx(cosine(e))
         assert lrs[e]['adapter'] == pytest.approx(10 * cosine(e))
@@ -59,9 +59,18 @@ def test_demo_schedule_where_the_restart_comes_before_the_student_warm_up_ends()
     restart at epoch 9, the first decayed student LR at 10), each value worked out by hand from
     SPEC.md section 1: back-end 1e-6 + (1e-3 - 1e-6) (1 + cos(pi ((e - 1) mod 8) / 8)) / 2;
     student back-end x e / 10 for e < 10, then the previous epoch's x 0.93; adapter 10 x back-end."""
-    args = dict(EXPERIMENT_ARGS, lr=1e-3, lr_min=1e-6, T_0=8, T_mult=1, student_warmup_epochs=10,
-                student_lr_decay=0.93, adapter_lr_ratio=10.0, epoch=8)
-    expected = {                            # epoch: (back-end, student)
+    args = dict(
+        EXPERIMENT_ARGS,
+        lr=1e-3,
+        lr_min=1e-6,
+        T_0=8,
+        T_mult=1,
+        student_warmup_epochs=10,
+        student_lr_decay=0.93,
+        adapter_lr_ratio=10.0,
+        epoch=8,
+    )
+    expected = {  # epoch: (back-end, student)
         1: (1.0000000000e-03, 1.0000000000e-04),
         2: (9.6197782649e-04, 1.9239556530e-04),
         3: (8.5369983720e-04, 2.5610995116e-04),
@@ -70,12 +79,11 @@ def test_demo_schedule_where_the_restart_comes_before_the_student_warm_up_ends()
         6: (3.0934962553e-04, 1.8560977532e-04),
         7: (1.4730016280e-04, 1.0311011396e-04),
         8: (3.9022173511e-05, 3.1217738808e-05),
-        9: (1.0000000000e-03, 9.0000000000e-04),     # the back-end restarts; the student is still warming up
-        10: (9.6197782649e-04, 8.3700000000e-04),    # 9e-4 x 0.93: from here on the student decays
+        9: (1.0000000000e-03, 9.0000000000e-04),  # the back-end restarts; the student is still warming up
+        10: (9.6197782649e-04, 8.3700000000e-04),  # 9e-4 x 0.93: from here on the student decays
         11: (8.5369983720e-04, 7.7841000000e-04),
         12: (6.9165037447e-04, 7.2392130000e-04),
     }
     for epoch, (backend, student) in expected.items():
         lrs = group_lrs(epoch, args)
-        assert lrs == pytest.approx({'backend': backend, 'student': student, 'adapter': 10 * backend},
-                                    rel=1e-9), epoch
+        assert lrs == pytest.approx({'backend': backend, 'student': student, 'adapter': 10 * backend}, rel=1e-9), epoch

@@ -35,8 +35,10 @@ def test_scores_equal_the_original_per_trial_way():
     enroll_idx, test_idx = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
     unit_full, seg_mean = utterance_vectors(full, segments)
     scores = score_trials(unit_full, seg_mean, enroll_idx, test_idx, chunk=70)
-    expected = [original_score(full[e:e + 1], full[t:t + 1], segments[e], segments[t]).item()
-                for e, t in zip(enroll_idx, test_idx)]
+    expected = [
+        original_score(full[e : e + 1], full[t : t + 1], segments[e], segments[t]).item()
+        for e, t in zip(enroll_idx, test_idx)
+    ]
     assert scores.dtype == np.float64 and scores.shape == (300,)
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
 

@@ -2,6 +2,7 @@
 to finish, against a clock the test moves; the warnings' rules; a slow data loader warned about in
 a real epoch; the totals carried by a checkpoint. (A demo run's metrics: tests/test_main.py; two
 processes counted together: tests/trainer/test_ddp.py.)"""
+
 import os
 import time
 
@@ -73,7 +74,7 @@ def test_an_interval_splits_step_time_into_data_wait_and_compute_and_counts_the_
     assert '8.0 utterances/s, 1.000 s/step = data 0.250 + compute 0.750 (waiting for data 25.0%)' in reports[0].text()
     assert reports[0].text().endswith('ETA epoch 0:00:04, run 0:01:30')
 
-    for step, _ in enumerate(telemetry.timed(batches_taking(clock, 0.5, 2)), start=1):     # a tail, no report
+    for step, _ in enumerate(telemetry.timed(batches_taking(clock, 0.5, 2)), start=1):  # a tail, no report
         telemetry.count(8)
         clock.now += 0.5
     telemetry.flush()
@@ -98,22 +99,24 @@ def test_the_data_wait_warning_needs_three_slow_intervals_in_a_row_and_comes_onc
 
 def test_the_memory_warning_comes_within_five_percent_of_a_gpus_capacity_once():
     telemetry = Telemetry(CPU, batch_size=128)
-    assert telemetry.memory_warning([(2 * GIB, 2 * GIB, 0)]) is None                 # a CPU: no capacity
-    assert telemetry.memory_warning([(70 * GIB, 75.9 * GIB, 80 * GIB)]) is None       # 94.9 %
+    assert telemetry.memory_warning([(2 * GIB, 2 * GIB, 0)]) is None  # a CPU: no capacity
+    assert telemetry.memory_warning([(70 * GIB, 75.9 * GIB, 80 * GIB)]) is None  # 94.9 %
     warning = telemetry.memory_warning([(60 * GIB, 70 * GIB, 80 * GIB), (70 * GIB, 76 * GIB, 80 * GIB)])
-    assert warning == ('warning: GPU memory is nearly full on rank 1: 76.0 GiB of 80.0 GiB reserved at its peak '
-                       '(95%); lower batch_size (now 128) before a step runs out of memory')
+    assert warning == (
+        'warning: GPU memory is nearly full on rank 1: 76.0 GiB of 80.0 GiB reserved at its peak '
+        '(95%); lower batch_size (now 128) before a step runs out of memory'
+    )
     assert telemetry.memory_warning([(79 * GIB, 79 * GIB, 80 * GIB)]) is None
 
 
 def test_peak_resident_memory_is_the_kernels_high_water_mark_and_grows_with_an_allocation():
     before = peak_resident_bytes()
-    block = np.ones(64 * 2 ** 20 // 8)          # 64 MiB, written, so resident
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, written, so resident
     after = peak_resident_bytes()
     with open('/proc/self/status') as file:
         high_water = next(int(line.split()[1]) * 1024 for line in file if line.startswith('VmHWM'))
     assert after >= before and after >= block.nbytes
-    assert abs(after - high_water) <= 8 * 2 ** 20
+    assert abs(after - high_water) <= 8 * 2**20
     del block
 
 
@@ -124,10 +127,19 @@ def test_durations_read_as_hours_minutes_seconds():
 
 
 def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_path, monkeypatch):
-    """The demo corpus through the real loader (num_workers=0), each item 250 ms late (so that even on a loaded machine the step waits mostly for data): steps wait for
+    """The demo corpus through the real loader (num_workers=0), each item 250 ms late (so that even
+    on a loaded machine the step waits mostly for data): steps wait for
     data most of their time; the warning comes once, with the mean of the logged fractions."""
-    args = dict(ARGS, **corpus, batch_size=4, num_workers=0, log_interval=1, path_cache=str(tmp_path),
-                num_train_frames=50, epoch=2)
+    args = dict(
+        ARGS,
+        **corpus,
+        batch_size=4,
+        num_workers=0,
+        log_interval=1,
+        path_cache=str(tmp_path),
+        num_train_frames=50,
+        epoch=2,
+    )
     logger = LogModuleController([], enabled=True)
     manifest = training_manifest(args, logger)
     loader = build_train_loader(args, manifest, CPU)
@@ -146,8 +158,18 @@ def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_pat
     set_lrs(optimizer, 1, args)
     texts = []
     logger.log_text = texts.append
-    job = Job(model, teacher, loader, optimizer, torch.amp.GradScaler('cpu', enabled=False), None, args, CPU, logger,
-              telemetry=Telemetry(CPU, num_workers=loader.num_workers, batch_size=4))
+    job = Job(
+        model,
+        teacher,
+        loader,
+        optimizer,
+        torch.amp.GradScaler('cpu', enabled=False),
+        None,
+        args,
+        CPU,
+        logger,
+        telemetry=Telemetry(CPU, num_workers=loader.num_workers, batch_size=4),
+    )
     train_epoch(job, 1, EpochState(), StopSignal(), lambda: None)
 
     warnings = [text for text in texts if text.startswith('warning')]
@@ -157,7 +179,7 @@ def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_pat
     lines = [text for text in texts if text.startswith('epoch 1 step')]
     warned_after = next(i for i, text in enumerate(texts) if text.startswith('warning')) - 1
     interval = lines.index(texts[warned_after])
-    slow = fractions[interval - 2:interval + 1]
+    slow = fractions[interval - 2 : interval + 1]
     assert min(slow) > 0.3
     assert f'{sum(slow) / 3:.1%} of the time over the last 3 intervals' in warnings[0]
 
@@ -166,7 +188,7 @@ def test_a_checkpoint_carries_the_runs_totals_with_the_steps_since_the_last_inte
     run, logger = new_run(tmp_path, seed=0)
     run.job.telemetry = Telemetry(CPU)
     run.job.telemetry.totals.update(steps=40, utterances=1280.0, train_seconds=33.5, evaluation_seconds=7.0)
-    for _ in range(2):                          # two steps of an interval not yet reported
+    for _ in range(2):  # two steps of an interval not yet reported
         run.job.telemetry.count(32)
     run.save()
     resumed, _ = new_run(tmp_path / 'other', seed=1)

@@ -1,4 +1,5 @@
 """Which trial-list file each VoxCeleb1 test is read from."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -32,11 +33,13 @@ def test_the_cleaned_list_comes_first_then_the_original_name(tmp_path):
     texts = Texts()
     lists = load_trial_lists(args, texts)
     assert set(lists) == {'Vox1-O', 'Vox1-E'}
-    assert len(lists['Vox1-O'].labels) == 4 and len(lists['Vox1-E'].labels) == 6     # veri_test2 has 4 lines
+    assert len(lists['Vox1-O'].labels) == 4 and len(lists['Vox1-E'].labels) == 6  # veri_test2 has 4 lines
     assert 'Vox1-O: 4 trials from veri_test2.txt' in texts.lines
     assert 'Vox1-E: 6 trials from list_test_all.txt' in texts.lines
-    assert (f"Vox1-H: no list_test_hard2.txt or list_test_hard.txt in path_trials={args['path_trials']!r} "
-            f"(trials_vox1_h), left out") in texts.lines
+    assert (
+        f'Vox1-H: no list_test_hard2.txt or list_test_hard.txt in path_trials={args["path_trials"]!r} '
+        f'(trials_vox1_h), left out'
+    ) in texts.lines
 
 
 def test_a_user_who_has_only_veri_test_txt_gets_vox1_o(tmp_path):

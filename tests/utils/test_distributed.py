@@ -1,5 +1,6 @@
 """The process helpers: collectives in one process and in a job that `spawn` starts, and a
 failing process ending the job."""
+
 import time
 
 import pytest
@@ -29,7 +30,7 @@ def fails_on_rank_1():
     distributed.init('cpu')
     if distributed.rank() == 1:
         raise ValueError('path_test: rank 1 cannot read x.wav')
-    distributed.barrier()          # rank 0 would wait here for ever
+    distributed.barrier()  # rank 0 would wait here for ever
 
 
 def test_collectives_in_one_process_are_the_identity():
@@ -59,6 +60,5 @@ def test_shards_are_disjoint_cover_every_key_and_interleave_back_in_order(count,
     keys = [f'id{i:05d}/v/{i}.wav' for i in range(count)]
     shards = [shard(keys, rank, world) for rank in range(world)]
     assert sorted(key for part in shards for key in part) == keys
-    rows = [torch.tensor([[keys.index(key)] for key in part], dtype=torch.float32) if part else None
-            for part in shards]
+    rows = [torch.tensor([[keys.index(key)] for key in part], dtype=torch.float32) if part else None for part in shards]
     assert interleave(rows, count)[:, 0].tolist() == list(range(count))

@@ -14,8 +14,8 @@ def reference_eer(scores, labels):
     """The original definition: sklearn's ROC, linearly interpolated, solved by brentq (a fraction)."""
     fpr, tpr, _ = roc_curve(labels, scores, pos_label=1)
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')     # interp1d divides by zero on vertical ROC segments
-        return brentq(lambda x: 1. - x - interp1d(fpr, tpr)(x), 0., 1.)
+        warnings.simplefilter('ignore')  # interp1d divides by zero on vertical ROC segments
+        return brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
 
 
 def brute_force_min_dcf(scores, labels, p_target, c_miss=1.0, c_fa=1.0):
@@ -80,9 +80,11 @@ def test_eer_slanted_crossing_solved_exactly():
 def test_min_dcf_equals_brute_force(p_target, decimals):
     scores, labels = random_trials(3, 1_500, 0.2, decimals)
     assert compute_min_dcf(scores, labels, p_target) == pytest.approx(
-        brute_force_min_dcf(scores, labels, p_target), abs=1e-12)
+        brute_force_min_dcf(scores, labels, p_target), abs=1e-12
+    )
     assert compute_min_dcf(scores, labels, p_target, c_miss=10, c_fa=1) == pytest.approx(
-        brute_force_min_dcf(scores, labels, p_target, c_miss=10, c_fa=1), abs=1e-12)
+        brute_force_min_dcf(scores, labels, p_target, c_miss=10, c_fa=1), abs=1e-12
+    )
 
 
 def test_min_dcf_by_hand():
@@ -137,8 +139,10 @@ def error_rates(scores, labels, threshold):
     return np.mean(scores[labels == 0] >= threshold), np.mean(scores[labels == 1] < threshold)
 
 
-@pytest.mark.parametrize('size, target_rate, decimals', [(7, 0.5, None), (100, 0.1, None), (2_000, 0.5, None),
-                                                          (3_000, 0.05, None), (2_000, 0.5, 1), (5_000, 0.1, 2)])
+@pytest.mark.parametrize(
+    'size, target_rate, decimals',
+    [(7, 0.5, None), (100, 0.1, None), (2_000, 0.5, None), (3_000, 0.05, None), (2_000, 0.5, 1), (5_000, 0.1, 2)],
+)
 def test_eer_threshold_equals_the_brute_force_one_and_brackets_the_eer(size, target_rate, decimals):
     scores, labels = random_trials(size + 1, size, target_rate, decimals)
     threshold = eer_threshold(scores, labels)

@@ -11,6 +11,7 @@ surface that the training loop uses:
     paths(epoch, args)              the paths a step of the epoch runs, of 'kd' and 'sv' (what its log reports)
     step(model, teacher, clean, augmented, labels, epoch, args) -> (loss, LOSS_NAMES values (5,))
 """
+
 from trainer.methods import ft, kd_ft, oskdft, student_ft
 from trainer.methods.common import LOSS_NAMES
 

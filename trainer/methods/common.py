@@ -1,8 +1,9 @@
 """What the methods share: the values a step reports, the SV path on its own, and the surface of a
 method of one stage (every epoch trains the same way and is scored; the schedule sees it as is)."""
+
 import torch
 
-LOSS_NAMES = ('kd', 'sv', 'total', 'accuracy', 'kd_mse')     # kd: the MSE x the KD weight; kd_mse: unweighted
+LOSS_NAMES = ('kd', 'sv', 'total', 'accuracy', 'kd_mse')  # kd: the MSE x the KD weight; kd_mse: unweighted
 
 
 def sv_only(model, augmented, labels):

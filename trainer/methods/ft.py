@@ -1,9 +1,19 @@
 """ft, the paper's upper bound: the whole teacher SSL model (every layer, no adapters) fine-tuned
 with ECAPA-TDNN for SV, no KD; the student group of the LR schedule is the SSL model."""
+
 from trainer.methods.common import epochs, new_stage, paths, scored, stage_epoch, sv_only
 
-__all__ = ['ADAPTERS', 'USES_TEACHER', 'student_layers', 'epochs', 'stage_epoch', 'new_stage', 'scored', 'paths',
-           'step']
+__all__ = [
+    'ADAPTERS',
+    'USES_TEACHER',
+    'student_layers',
+    'epochs',
+    'stage_epoch',
+    'new_stage',
+    'scored',
+    'paths',
+    'step',
+]
 ADAPTERS = False
 USES_TEACHER = False
 

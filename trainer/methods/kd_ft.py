@@ -2,6 +2,7 @@
 adapters, matches the teacher's last hidden state with a constant kd_weight; the back-end does not
 train and nothing is scored), then `epoch` epochs of SV fine-tuning of that student, with the LR
 schedule and the optimizer state started afresh, as a second run from the first's weights would."""
+
 import torch
 import torch.nn.functional as F
 

@@ -2,6 +2,7 @@
 runs twice over one CNN front end on the augmented crop, the KD path (no adapters) matching the
 teacher's last hidden state, the SV path (adapters, ECAPA-TDNN, AAM-softmax); one backward of
 KD x weight + SV."""
+
 import torch
 import torch.nn.functional as F
 
@@ -9,8 +10,17 @@ from models.ssl import frozen_forward
 from trainer.methods.common import epochs, new_stage, scored, stage_epoch
 from trainer.schedule import kd_weight
 
-__all__ = ['ADAPTERS', 'USES_TEACHER', 'student_layers', 'epochs', 'stage_epoch', 'new_stage', 'scored', 'paths',
-           'step']
+__all__ = [
+    'ADAPTERS',
+    'USES_TEACHER',
+    'student_layers',
+    'epochs',
+    'stage_epoch',
+    'new_stage',
+    'scored',
+    'paths',
+    'step',
+]
 ADAPTERS = True
 USES_TEACHER = True
 
@@ -32,9 +42,9 @@ def step(model, teacher, clean, augmented, labels, epoch, args):
 def step_losses(model, teacher, clean, augmented, labels, weight, normalize=False):
     """The step's losses at KD weight `weight`; normalize: the teacher's input normalised as the
     student's is (SpeakerNet.normalize_wave)."""
-    target = frozen_forward(teacher, clean, normalize)               # (B, T, D)
-    kd_hidden, sv_loss, accuracy = model(augmented, labels)          # (B, T, D), (), ()
-    mse = F.mse_loss(kd_hidden, target)                              # autocast computes it in float32
+    target = frozen_forward(teacher, clean, normalize)  # (B, T, D)
+    kd_hidden, sv_loss, accuracy = model(augmented, labels)  # (B, T, D), (), ()
+    mse = F.mse_loss(kd_hidden, target)  # autocast computes it in float32
     kd_loss = mse * weight
     total = kd_loss + sv_loss
     return total, torch.stack([kd_loss, sv_loss, total, accuracy.to(total.dtype), mse]).detach()
