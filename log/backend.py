@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 # Metrics logged every log_interval steps are stepped by the global step (optimizer steps since the
 # run began); every other metric by the epoch (0: before training).
-GLOBAL_STEP_PREFIXES = ('train/', 'perf/')
+GLOBAL_STEP_PREFIXES = ('train/', 'perf/', 'health/')
 
 
 def step_axis(name):

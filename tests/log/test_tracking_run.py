@@ -123,7 +123,7 @@ def test_wandb_holds_every_metric_under_its_name_and_step(tracked):
             item = record['history']['item']
             (name,) = [key for key in item if not key.startswith('_') and key not in ('epoch', 'global_step')]
             (axis,) = [key for key in ('epoch', 'global_step') if key in item]
-            assert axis == ('global_step' if name.startswith('train/') else 'epoch')
+            assert axis == ('global_step' if name.startswith(('train/', 'perf/', 'health/')) else 'epoch')
             logged.append({'name': name, 'step': item[axis], 'value': item[name]})
     assert points(logged) == points(tracked.metrics)
 
