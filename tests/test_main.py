@@ -127,6 +127,7 @@ def test_evaluate_mode_reproduces_the_best_models_results(run_dir, corpus, tmp_p
     for name in ('Vox1-O', 'Vox1-E', 'Vox1-H'):
         assert again[name]['eer'] == pytest.approx(first[name]['eer'], abs=1e-9)
     assert again['best_epoch'] == first['best_epoch']
+    assert again['performance']['evaluation_seconds'] > 0 and 'training_steps' not in again['performance']
 
 
 @pytest.mark.parametrize('argument, message', [
