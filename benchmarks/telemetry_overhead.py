@@ -78,6 +78,7 @@ def main():
             'off': Telemetry(enabled=False),
         }
         times = {'on': [], 'off': []}
+        cpu_times = {'on': [], 'off': []}
         print(
             f"{describe()}; torch threads {torch.get_num_threads()}; the demo's steps (batch {args['batch_size']} "
             f'x {args["num_train_frames"] / 100:.0f} s, log_interval {steps}); {options.rounds} rounds of one '
@@ -88,23 +89,21 @@ def main():
             for side in ('on', 'off') if round_ % 2 == 0 else ('off', 'on'):
                 job.telemetry = sides[side]
                 job.loader = [batches[i % len(batches)] for i in range(steps)]
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 train_epoch(job, 1, EpochState(), StopSignal(), lambda: None)
                 if round_ >= 0:
                     times[side].append(time.perf_counter() - start)
+                    cpu_times[side].append(time.process_time() - cpu_start)
         logger.finish()
-    ratios = [on / off for on, off in zip(times['on'], times['off'])]
-    for side in ('off', 'on'):
+    for clock, measured in (('wall', times), ('cpu', cpu_times)):
+        ratios = [on / off for on, off in zip(measured['on'], measured['off'])]
         print(
-            f'telemetry {side:3s}: median {statistics.median(times[side]) / steps:.4f} s/step, fastest '
-            f'{min(times[side]) / steps:.4f} s/step'
+            f'{clock:4s} s/step: off median {statistics.median(measured["off"]) / steps:.4f} fastest '
+            f'{min(measured["off"]) / steps:.4f}; on median {statistics.median(measured["on"]) / steps:.4f} fastest '
+            f'{min(measured["on"]) / steps:.4f}; per-round ratio on / off median {statistics.median(ratios):.4f} '
+            f'(range {min(ratios):.4f} - {max(ratios):.4f})'
         )
-    percent = (statistics.median(ratios) - 1) * 100
-    sides = statistics.median(times['on']) / statistics.median(times['off'])
-    print(
-        f'per-round ratio on / off: median {statistics.median(ratios):.4f}, range {min(ratios):.4f} - '
-        f"{max(ratios):.4f}; ratio of the sides' medians {sides:.4f}"
-    )
+    percent = (statistics.median(on / off for on, off in zip(times['on'], times['off'])) - 1) * 100
     print(f'telemetry_overhead: percent={percent:.2f}')
 
 

@@ -137,6 +137,7 @@ def test_evaluate_mode_reproduces_the_best_models_results_without_the_teacher(ru
         assert again[name]['eer'] == pytest.approx(first[name]['eer'], abs=1e-9)
         assert again[name]['eer_threshold'] == pytest.approx(first[name]['eer_threshold'], abs=1e-12)
     assert again['best_epoch'] == first['best_epoch'] and again['params'] == first['params']
+    assert again['performance']['evaluation_seconds'] > 0 and 'training_steps' not in again['performance']
 
 
 @pytest.mark.parametrize(
