@@ -1,8 +1,9 @@
 """The one place a user edits: system paths and hyper-parameters.
 
 `python main.py key=value ...` overrides any key below, typed by the default's type.
-With every dataset path left at None the embedded demo runs: a small generated corpus
-and a tiny randomly initialised teacher, sized by DEMO below, so no download is needed.
+With every dataset path left at None the embedded demo runs: a small generated corpus and a
+small teacher trained on it by the first run (DEMO and DEMO_TEACHER below), so no download is
+needed.
 """
 
 import difflib
@@ -62,7 +63,8 @@ EXPERIMENT_ARGS = {
     'preset': 'auto',  # demo | smoke | vox2 | vox1 (below); auto: demo without data, else vox2
     'method': 'oskdft',  # oskdft | ft (the whole teacher fine-tuned) | student_ft (no KD) | kd_ft
     'kd_epochs': 100,  # kd_ft: epochs of its KD-only first stage (then `epoch` of fine-tuning)
-    'model_name_or_path': 'facebook/wav2vec2-large-xlsr-53',  # hub id, local folder, or 'tiny'
+    'model_name_or_path': 'facebook/wav2vec2-large-xlsr-53',  # hub id, local folder, 'tiny' (random) or
+    # 'demo-teacher' (the demo's trained teacher, made once into path_cache: DEMO_TEACHER below)
     'num_hidden_layers': 4,  # student transformer layers
     'adapter_bottleneck': 64,
     'adapter_scale': 0.1,
@@ -99,7 +101,10 @@ EXPERIMENT_ARGS = {
     'aug_p': 0.6,
     'clip_p': 0.3,
     'ease_p': 0.3,
-    'seed': 1,
+    'seed': 1,  # models and training draws; the demo corpus and the demo teacher are the same for every seed
+    'best_model': 'vox1_o',  # vox1_o: the epoch of the lowest Vox1-O EER (the paper's and the original
+    # code's choice; Vox1-O scored after every epoch); last: the last epoch, no list scored before the end
+    'demo_test_speakers': 24,  # the embedded demo's test split: Vox1-E / H hold them all, Vox1-O half
     # trial lists in path_trials. None: the official names, the cleaned list first (veri_test2.txt, then
     # veri_test.txt; list_test_all2.txt / list_test_all.txt; list_test_hard2.txt / list_test_hard.txt);
     # a file name here is used as given; 'off' leaves the list out. A list that is not there is left out
@@ -111,16 +116,16 @@ EXPERIMENT_ARGS = {
 
 # Presets: named sets of values over the defaults above, chosen by preset=NAME (command-line values
 # still win). preset=auto: demo when no dataset path is set, else vox2.
-# The embedded demo's own sizes: the generated corpus and the tiny random teacher.
+# The embedded demo's own sizes: the generated corpus and its trained teacher (DEMO_TEACHER below).
 DEMO = {
-    'model_name_or_path': 'tiny',
+    'model_name_or_path': 'demo-teacher',
     'num_hidden_layers': 2,
     'ecapa_channels': 128,
     'spec_mask_freq': 12,  # the paper's 100 of 1024 channels, scaled to the tiny width
     'epoch': 8,
     'kd_epochs': 4,
     'T_0': 8,
-    'lr': 1e-3,  # a short run from a random teacher learns faster at a higher LR
+    'lr': 1e-3,  # a short run on a small corpus learns faster at a higher LR
     'batch_size': 32,
     'log_interval': 10,  # three reports in each of the demo's 33-step epochs
     'name': 'demo',
@@ -133,7 +138,6 @@ SMOKE = {
     **{
         key: DEMO[key]
         for key in (
-            'model_name_or_path',
             'num_hidden_layers',
             'ecapa_channels',
             'spec_mask_freq',
@@ -142,6 +146,7 @@ SMOKE = {
             'log_interval',
         )
     },
+    'model_name_or_path': 'tiny',
     'epoch': 1,
     'kd_epochs': 1,
     'T_0': 1,
@@ -160,7 +165,7 @@ VOX1 = {'name': 'oskdft-vox1', 'tags': 'oskdft,vox1'}
 
 PRESETS = {'demo': DEMO, 'smoke': SMOKE, 'vox2': VOX2, 'vox1': VOX1}
 
-# The randomly initialised Wav2Vec2 that model_name_or_path='tiny' builds (the demo's teacher).
+# The randomly initialised Wav2Vec2 that model_name_or_path='tiny' builds (the demo teacher's shape).
 TINY_SSL = {
     'hidden_size': 128,
     'num_hidden_layers': 4,
@@ -169,6 +174,18 @@ TINY_SSL = {
     'conv_dim': (32, 32, 32, 32, 32, 32, 32),
     'num_conv_pos_embeddings': 32,
     'num_conv_pos_embedding_groups': 4,
+}
+
+# How model_name_or_path='demo-teacher' is made (trainer/demo_teacher.py), once, into
+# path_cache/demo-teacher/: a Wav2Vec2 of TINY_SSL's shape (4 layers, twice the demo student's),
+# randomly initialised, then trained for speaker verification with the `ft` method over the DEMO
+# preset's values on the demo corpus's training speakers (none of them in the test lists). Its last
+# epoch is kept (no list is scored before the end), then it is scored once on the demo's lists. A
+# change of any value here trains a new one.
+DEMO_TEACHER = {
+    'ssl': TINY_SSL,
+    'corpus': {},  # data.demo.prepare_demo's sizes: {} is the standard demo corpus (its training speakers)
+    'training': {'method': 'ft', 'best_model': 'last'},  # over the DEMO preset's values
 }
 
 DATASET_PATHS = ('path_train', 'path_test', 'path_trials', 'path_musan', 'path_rir')

@@ -29,7 +29,8 @@ from inference.verify import read_threshold, verify_checkpoint
 from log.controller import LogModuleController
 from trainer.loop import TrainingDiverged
 from trainer.methods import METHODS
-from trainer.trainer import train
+from trainer.demo_teacher import TEACHER_NAME, prepare_demo_teacher
+from trainer.trainer import BEST_MODELS, train
 from utils import distributed
 from utils.checkpoint import load_checkpoint
 
@@ -77,6 +78,12 @@ def check_values(args):
         )
     if args['eval_batch_seconds'] <= 0:
         raise ArgumentError(f'eval_batch_seconds={args["eval_batch_seconds"]}: expected a positive number of seconds')
+    if args['best_model'] not in BEST_MODELS:
+        raise ArgumentError(f'best_model={args["best_model"]!r}: expected one of {", ".join(BEST_MODELS)}')
+    if args['demo_test_speakers'] < 4:
+        raise ArgumentError(
+            f'demo_test_speakers={args["demo_test_speakers"]}: expected 4 or more (Vox1-O takes half, of both groups)'
+        )
     if args['max_bad_steps'] < 1 or args['log_interval'] < 1:
         raise ArgumentError('max_bad_steps and log_interval must be at least 1')
     if args['mode'] in CHECKPOINT_MODES and not args['checkpoint']:
@@ -146,22 +153,31 @@ def resolve_arguments(argv):
 
 
 def use_demo_corpus(args):
-    """Points every dataset path at the embedded demo corpus, made once into path_cache by rank 0."""
+    """Points every dataset path at the embedded demo corpus, made once into path_cache by rank 0.
+    The corpus is data: the same for every seed, so runs of several seeds share its trials."""
     root = os.path.join(args['path_cache'], 'demo')
+    sizes = {'num_test_speakers': args['demo_test_speakers'], 'num_vox1_o_speakers': args['demo_test_speakers'] // 2}
     if distributed.is_main():
         print(f'embedded demo: corpus under {root} (generated on the first run, about 30 s)', flush=True)
-        prepare_demo(root, seed=args['seed'])
+        prepare_demo(root, **sizes)
     distributed.barrier()
-    args.update(prepare_demo(root, seed=args['seed']))
+    args.update(prepare_demo(root, **sizes))
 
 
-def prepare(args):
+def prepare(args, device=None):
+    """Checks the settings, then makes what the demo needs: its corpus, then (given the device of
+    this process of the job) its trained teacher, whose folder replaces model_name_or_path=demo-teacher.
+    Returns the lines the run's log should carry."""
     check_values(args)
     if args['mode'] in SINGLE_PROCESS_MODES:
-        return  # a model and the user's files: no dataset
+        return []  # a model and the user's files: no dataset
     if args['demo']:
         use_demo_corpus(args)
     check_paths(args)
+    if device is not None and args['model_name_or_path'] == TEACHER_NAME:
+        args['model_name_or_path'], note = prepare_demo_teacher(args, device)
+        return [note]
+    return []
 
 
 def processes_to_start(args):
@@ -178,9 +194,11 @@ def run(args, state):
     device = distributed.init(device_type(args['device']))
     if not distributed.is_main():
         quiet_libraries()
-    prepare(args)
+    notes = prepare(args, device)
     logger = build_logger(args, state)
     logger.log_parameter(args)
+    for note in notes:
+        logger.log_text(note)
     if args['mode'] in SINGLE_PROCESS_MODES:
         logger.log_text(
             f'device {device}; mode={args["mode"]} with checkpoint={args["checkpoint"]} (epoch {state["epoch"]})'
@@ -241,7 +259,7 @@ def main(argv):
     if processes == 1:
         run(args, state)
         return
-    prepare(args)  # the corpus and the argument checks once, before any process starts
+    prepare(args)  # the checks and the corpus once, before any process starts
     print(f'starting {processes} processes, one per GPU', flush=True)
     distributed.spawn(run_reporting_errors, processes, args, state)
 

@@ -126,6 +126,27 @@ def test_run_folder_holds_checkpoints_scores_plots_and_parameters(run_dir):
     assert (run_dir / 'source' / 'main.py').is_file()
 
 
+def test_best_model_last_scores_no_list_before_the_end_and_keeps_the_last_epoch_with_its_threshold(corpus, tmp_path):
+    """best_model=last: no Vox1-O score during training, the last epoch's weights in best.pt, and
+    mode=verify's threshold measured at the end on that model."""
+    paths = [f'{key}={value}' for key, value in corpus.items()]
+    main.main(paths + FAST + ['epoch=2', 'best_model=last', f'path_log={tmp_path}'])
+    (folder,) = (tmp_path / 'OS-KDFT').iterdir()
+    names = {m['name'] for m in read_metrics(folder)}
+    assert not any(name.startswith('eval/') for name in names) and 'final/Vox1-O/eer' in names
+    results = json.loads((folder / 'results.json').read_text())
+    assert results['best_epoch'] == 2
+    best, last = (torch.load(folder / name, weights_only=True) for name in ('best.pt', 'last.pt'))
+    assert best['epoch'] == last['epoch'] == 2
+    assert all(torch.equal(best['model'][name], tensor) for name, tensor in last['model'].items())
+    assert best['best'] == {
+        'epoch': 2,
+        'eer': results['Vox1-O']['eer'],
+        'threshold': results['Vox1-O']['eer_threshold'],
+    }
+    assert inference.model.checkpoint_threshold(best)[0] == results['Vox1-O']['eer_threshold']
+
+
 def test_evaluate_mode_reproduces_the_best_models_results_without_the_teacher(run_dir, corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(inference.model, 'load_teacher', None)  # the checkpoint alone rebuilds the model
     paths = [f'{key}={corpus[key]}' for key in ('path_test', 'path_trials')]
@@ -148,6 +169,8 @@ def test_evaluate_mode_reproduces_the_best_models_results_without_the_teacher(ru
         ('path_train=/no/such/folder', "path_train='/no/such/folder' is not a folder"),
         ('resume=/no/such/last.pt', "resume='/no/such/last.pt': no such checkpoint file"),
         ('amp=fp32', "amp='fp32': expected one of auto, none, bf16, fp16"),
+        ('best_model=best', "best_model='best': expected one of vox1_o, last"),
+        ('demo_test_speakers=2', 'demo_test_speakers=2: expected 4 or more'),
     ],
 )
 def test_bad_command_line_fails_at_once_with_one_clear_line(argument, message, tmp_path):

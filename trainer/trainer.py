@@ -36,6 +36,7 @@ from utils import distributed
 from utils.seed import seed_everything
 
 TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': 'trials_vox1_h'}
+BEST_MODELS = ('vox1_o', 'last')  # best_model: the epoch of the lowest Vox1-O EER, or the last epoch
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -319,7 +320,8 @@ def train(args, logger, device, resume=None):
     )
 
     show = distributed.is_main()
-    tuning = {name: trials for name, trials in trial_lists.items() if name == 'Vox1-O'}
+    chooses = args['best_model'] == 'vox1_o'
+    tuning = {name: trials for name, trials in trial_lists.items() if name == 'Vox1-O' and chooses}
     plan_run(job.telemetry, method, args, tuning, trial_lists)
     with StopSignal() as stop:  # from here on a SIGTERM / SIGINT saves and stops at the next step
         if resume:
@@ -328,6 +330,8 @@ def train(args, logger, device, resume=None):
             with job.telemetry.timed_evaluation(tuning=True):
                 results = evaluate(raw_model, tuning, args['path_test'], args, device, show)
             log_evaluation(logger, results, 0)
+        elif args['best_model'] == 'last':
+            logger.log_text('best_model=last: the last epoch is kept; the lists are scored after it')
         else:
             logger.log_text('no Vox1-O list: the last epoch is kept as the best model')
         for epoch in range(run.epoch + 1, method.epochs(args) + 1):
@@ -347,10 +351,15 @@ def train(args, logger, device, resume=None):
         logger.log_text('no epoch improved on Vox1-O: the last weights are scored')
     else:
         raw_model.load_state_dict(run.best_weights)
-    logger.log_text(f'best epoch {run.best["epoch"]} (Vox1-O EER {run.best["eer"]:.3f} %); scoring every trial list')
-    return final_evaluation(
+    chosen = f'Vox1-O EER {run.best["eer"]:.3f} %' if tuning else 'the last'
+    logger.log_text(f'best epoch {run.best["epoch"]} ({chosen}); scoring every trial list')
+    summary = final_evaluation(
         raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params, job.telemetry, manifest
     )
+    if not tuning and 'Vox1-O' in summary:  # best_model=last: mode=verify's threshold, measured now
+        run.best.update(eer=summary['Vox1-O']['eer'], threshold=summary['Vox1-O']['eer_threshold'])
+        run.save(best_too=True)
+    return summary
 
 
 def plan_run(telemetry, method, args, tuning, trial_lists):

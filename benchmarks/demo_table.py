@@ -1,0 +1,221 @@
+"""The paper's table in miniature, on the embedded demo: ft, oskdft, kd_ft and student_ft trained
+with the same trained teacher (model_name_or_path=demo-teacher), S seeds each, then scored on
+Vox1-O / E / H.
+
+Printed and written (table.md, table.png in --out): the parameters of each method's deployed model
+(SSL model with its adapters + ECAPA-TDNN; the AAM head exists only in training), EER and
+minDCF(0.01) as mean ± standard deviation over the seeds, and each method's EER difference to
+oskdft with a paired bootstrap 95 % interval over trials (utils/bootstrap.py: every resample draws
+the list's targets and non-targets with replacement, the same draw for every method and seed; a
+method's EER on a resample is the mean over its seeds). The seeds change the models' initial
+draws and the training's random draws, never the corpus or the teacher.
+
+Every run keeps its last epoch (best_model=last): no method is tuned on the lists it is scored on.
+The intervals need more trials than the demo's 1,296 on Vox1-O: the corpus is made here with 48
+test speakers (demo_test_speakers=48, twice the demo's; the training speakers are the same), so
+Vox1-O holds 2,592 trials and Vox1-E / H 5,184 each.
+
+    python benchmarks/demo_table.py                     # 3 seeds at the demo's settings
+    python benchmarks/demo_table.py --seeds 1 epoch=2   # any key=value of arguments.py goes to every run
+
+Run time at the defaults: EXPECTED below. The last line is `demo_table: wall_s=X`.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import main  # noqa: E402
+from machine import describe  # noqa: E402
+from utils.bootstrap import interval, paired_bootstrap  # noqa: E402
+
+METHODS = ('ft', 'oskdft', 'kd_ft', 'student_ft')  # the paper's table, top to bottom
+REFERENCE = 'oskdft'
+LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
+DEFAULTS = ['demo_test_speakers=48', 'best_model=last']  # before the command line's values, which win
+EXPECTED = 'about 75 min on 2 CPU cores (a first run adds the demo teacher and corpus), a few minutes on one GPU'
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument('--seeds', type=int, default=3, help='seeds per method: 1, 2, ... (default 3)')
+    parser.add_argument('--resamples', type=int, default=1000, help='bootstrap resamples of the trials')
+    parser.add_argument('--out', default=None, help='output folder (default exp/demo_table-<date-time>)')
+    parser.add_argument('overrides', nargs='*', metavar='key=value', help='arguments.py values for every run')
+    options = parser.parse_args(argv)
+    if options.seeds < 1:
+        parser.error(f'--seeds {options.seeds}: at least one seed')
+    options.out = options.out or os.path.join('exp', f'demo_table-{time.strftime("%Y%m%d-%H%M%S")}')
+    return options
+
+
+def train_all(options):
+    """Every method for every seed, each one run of main.py into its own folder under out/runs;
+    {(method, seed): run folder}."""
+    folders = {}
+    for seed in range(1, options.seeds + 1):
+        for method in METHODS:
+            name = f'{method}-seed{seed}'
+            path_log = os.path.join(options.out, 'runs', name)
+            started = time.monotonic()
+            print(f'demo_table: {name} ...', flush=True)
+            main.main(
+                DEFAULTS
+                + options.overrides
+                + [f'method={method}', f'seed={seed}', f'name={name}', f'path_log={path_log}']
+            )
+            (folders[method, seed],) = glob.glob(os.path.join(path_log, '*', f'{name}-*'))
+            print(f'demo_table: {name} done in {(time.monotonic() - started) / 60:.1f} min', flush=True)
+    return folders
+
+
+def read_scores(folder, trial_list):
+    """(trial keys 'enroll test' (M,), labels (M,), scores (M,)) of a run's scores/<list>.txt."""
+    with open(os.path.join(folder, 'scores', f'{trial_list}.txt')) as file:
+        rows = [line.split() for line in file]
+    return (
+        [f'{e} {t}' for _, e, t, _ in rows],
+        np.array([int(r[0]) for r in rows]),
+        np.array([float(r[3]) for r in rows]),
+    )
+
+
+def collect(folders, seeds, resamples):
+    """Per method and list: EER and minDCF(0.01) of every seed, the deployed parameters, and the
+    bootstrap interval of the EER difference to oskdft."""
+    results = {key: json.load(open(os.path.join(folder, 'results.json'))) for key, folder in folders.items()}
+    table = {method: {'params': deployed_parameters(results[method, 1]['params'])} for method in METHODS}
+    for trial_list in LISTS:
+        if trial_list not in results[REFERENCE, 1]:
+            continue
+        keys, labels, _ = read_scores(folders[REFERENCE, 1], trial_list)
+        systems = {}
+        for method in METHODS:
+            runs = []
+            for seed in range(1, seeds + 1):
+                run_keys, run_labels, scores = read_scores(folders[method, seed], trial_list)
+                if run_keys != keys or not np.array_equal(run_labels, labels):
+                    raise ValueError(
+                        f'{folders[method, seed]}: {trial_list} holds other trials than '
+                        f'{folders[REFERENCE, 1]}; the runs must share one corpus'
+                    )
+                runs.append(scores)
+            systems[method] = runs
+            table[method][trial_list] = {
+                metric: [results[method, seed][trial_list][metric] for seed in range(1, seeds + 1)]
+                for metric in ('eer', 'min_dcf_0.01')
+            }
+            table[method][trial_list]['trials'] = len(labels)
+        boot = paired_bootstrap(systems, labels, resamples)
+        for method in METHODS:
+            difference = np.mean(table[method][trial_list]['eer']) - np.mean(table[REFERENCE][trial_list]['eer'])
+            table[method][trial_list]['difference'] = (difference, *interval(boot[method] - boot[REFERENCE]))
+    return table
+
+
+def deployed_parameters(params):
+    """What a deployed model holds: the SSL model (with its adapters) and ECAPA-TDNN."""
+    return params['student'] + params['backend']
+
+
+def mean_std(values, digits):
+    """'mean ± std' over seeds (std with ddof 1; just the value for one seed)."""
+    if len(values) == 1:
+        return f'{values[0]:.{digits}f}'
+    return f'{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}'
+
+
+def markdown(table, lists, header):
+    """The two tables: the methods' scores (mean ± std over seeds), then the EER differences to
+    oskdft with their 95 % intervals."""
+    columns = [f'{name} {metric}' for name in lists for metric in ('EER (%)', 'minDCF(0.01)')]
+    lines = [
+        header,
+        '',
+        '| method | deployed params | ' + ' | '.join(columns) + ' |',
+        '|---|---:|' + '---:|' * len(columns),
+    ]
+    for method in METHODS:
+        row = table[method]
+        cells = [
+            cell for name in lists for cell in (mean_std(row[name]['eer'], 2), mean_std(row[name]['min_dcf_0.01'], 3))
+        ]
+        lines.append(f'| {method} | {row["params"]:,} | ' + ' | '.join(cells) + ' |')
+    lines += [
+        '',
+        f'EER difference to {REFERENCE} (percentage points; negative: fewer errors than {REFERENCE}), '
+        f'paired bootstrap 95 % interval over trials:',
+        '',
+        '| method | ' + ' | '.join(f'{name} ({table[REFERENCE][name]["trials"]:,} trials)' for name in lists) + ' |',
+        '|---|' + '---:|' * len(lists),
+    ]
+    for method in METHODS:
+        if method == REFERENCE:
+            continue
+        cells = [
+            f'{d:+.2f} [{low:+.2f}, {high:+.2f}]'
+            for d, low, high in (table[method][name]['difference'] for name in lists)
+        ]
+        lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot(table, lists, path, title):
+    """EER per method and list: the mean over seeds as a bar, the standard deviation as error bar."""
+    figure = Figure(figsize=(7, 4), layout='constrained')
+    axes = figure.add_subplot()
+    width = 0.8 / len(METHODS)
+    for i, method in enumerate(METHODS):
+        eers = [table[method][name]['eer'] for name in lists]
+        positions = np.arange(len(lists)) + (i - (len(METHODS) - 1) / 2) * width
+        errors = [np.std(e, ddof=1) if len(e) > 1 else 0.0 for e in eers]
+        axes.bar(positions, [np.mean(e) for e in eers], width, yerr=errors, capsize=3, label=method)
+    axes.set(xticks=np.arange(len(lists)), xticklabels=lists, ylabel='EER (%)', title=title)
+    axes.grid(axis='y', alpha=0.3)
+    axes.legend()
+    figure.savefig(path, format='png', dpi=100)
+
+
+def main_table(argv):
+    started = time.monotonic()
+    options = parse(argv)
+    print(
+        f'demo_table: {len(METHODS)} methods x {options.seeds} seeds into {options.out}; expected at the '
+        f'defaults: {EXPECTED}; {describe()}',
+        flush=True,
+    )
+    folders = train_all(options)
+    table = collect(folders, options.seeds, options.resamples)
+    lists = [name for name in LISTS if name in table[REFERENCE]]
+    minutes = (time.monotonic() - started) / 60
+    header = (
+        f'Demo table: {options.seeds} seed(s) per method, {" ".join(DEFAULTS + options.overrides) or "defaults"}; '
+        f'{minutes:.0f} min in all on {describe()}'
+    )
+    text = markdown(table, lists, header)
+    with open(os.path.join(options.out, 'table.md'), 'w') as file:
+        file.write(text)
+    plot(
+        table,
+        lists,
+        os.path.join(options.out, 'table.png'),
+        f'EER on the demo, mean ± std over {options.seeds} seed(s)',
+    )
+    print(text, flush=True)
+    print(f'demo_table: table.md and table.png in {options.out}', flush=True)
+    print(f'demo_table: wall_s={time.monotonic() - started:.0f}', flush=True)
+
+
+if __name__ == '__main__':
+    main_table(sys.argv[1:])

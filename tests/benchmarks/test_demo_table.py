@@ -1,0 +1,97 @@
+"""benchmarks/demo_table.py on a very small setting (one seed, one epoch, the small demo corpus, a
+tiny random teacher): a table with a row for every method, whose numbers are those of its runs."""
+
+import glob
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import FAST, ROOT
+
+METHODS = ['ft', 'oskdft', 'kd_ft', 'student_ft']
+LISTS = ['Vox1-O', 'Vox1-E', 'Vox1-H']
+NUMBER = r'[+-]?\d+\.\d+'
+
+
+@pytest.fixture(scope='module')
+def table(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp('table')
+    paths = [f'{key}={value}' for key, value in corpus.items()]
+    done = subprocess.run(
+        [
+            sys.executable,
+            'benchmarks/demo_table.py',
+            '--seeds',
+            '1',
+            '--resamples',
+            '200',
+            '--out',
+            str(out),
+            *paths,
+            *FAST,
+            'epoch=1',
+            'kd_epochs=1',
+            'T_0=1',
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, done.stdout
+
+
+def results_of(out, method):
+    (path,) = glob.glob(str(out / 'runs' / f'{method}-seed1' / '*' / f'{method}-seed1-*' / 'results.json'))
+    return json.loads(open(path).read())
+
+
+def rows(text):
+    """The cells of every Markdown table row (separator rows left out)."""
+    return [
+        [cell.strip() for cell in line.strip('|').split('|')]
+        for line in text.splitlines()
+        if line.startswith('|') and not line.startswith('|---')
+    ]
+
+
+def test_the_table_has_every_methods_row_with_its_runs_numbers(table):
+    out, _ = table
+    scores, differences = [], []
+    for row in rows((out / 'table.md').read_text()):
+        (scores if len(row) == 8 else differences).append(row)
+    assert scores[0] == ['method', 'deployed params'] + [
+        f'{name} {metric}' for name in LISTS for metric in ('EER (%)', 'minDCF(0.01)')
+    ]
+    assert [row[0] for row in scores[1:]] == METHODS
+    for row in scores[1:]:
+        results = results_of(out, row[0])
+        assert row[1] == f'{results["params"]["student"] + results["params"]["backend"]:,}'
+        for i, name in enumerate(LISTS):
+            assert row[2 + 2 * i] == f'{results[name]["eer"]:.2f}'
+            assert row[3 + 2 * i] == f'{results[name]["min_dcf_0.01"]:.3f}'
+    assert [row[0] for row in differences[1:]] == ['ft', 'kd_ft', 'student_ft']
+    reference = results_of(out, 'oskdft')
+    for row in differences[1:]:
+        results = results_of(out, row[0])
+        for cell, name in zip(row[1:], LISTS):
+            difference, low, high = map(float, re.fullmatch(rf'({NUMBER}) \[({NUMBER}), ({NUMBER})\]', cell).groups())
+            assert difference == pytest.approx(results[name]['eer'] - reference[name]['eer'], abs=0.006)
+            assert low <= high
+
+
+def test_the_deployed_model_of_ft_is_the_whole_teacher(table):
+    out, _ = table
+    ft, oskdft = results_of(out, 'ft'), results_of(out, 'oskdft')
+    assert ft['params']['student'] == ft['params']['teacher'] == oskdft['params']['teacher']
+    assert oskdft['params']['student'] < oskdft['params']['teacher']
+
+
+def test_the_plot_is_written_and_the_wall_time_is_the_last_line(table):
+    out, stdout = table
+    assert (out / 'table.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert re.fullmatch(r'demo_table: wall_s=\d+', stdout.strip().splitlines()[-1])
