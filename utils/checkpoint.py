@@ -43,10 +43,12 @@ def load_checkpoint(path, argument='checkpoint'):
         raise FileNotFoundError(f'{argument}={path!r}: no such checkpoint file')
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+    except Exception:  # torch raises many types for a file that is not a checkpoint
+        # not torch's message: a cryptic 'KeyError: 101' for a text file, or advice to load an untrusted
+        # file with weights_only=False
         raise ValueError(
-            f'{argument}={path!r} is not a readable checkpoint ({type(error).__name__}: '
-            f'{str(error).splitlines()[0] if str(error) else ""})'
+            f'{argument}={path!r} cannot be read as a checkpoint (torch.load fails on it): '
+            f'give the last.pt / best.pt of a run'
         ) from None
     missing = [entry for entry in RUN_ENTRIES if entry not in state] if isinstance(state, dict) else list(RUN_ENTRIES)
     if missing:

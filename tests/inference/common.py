@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import main
 
@@ -32,3 +33,22 @@ def read_scores(run_dir, name='Vox1-O'):
 def score_arrays(run_dir, name='Vox1-O'):
     rows = read_scores(run_dir, name)
     return np.array([r[3] for r in rows]), np.array([r[0] for r in rows])
+
+
+def checkpoints_not_ours(folder):
+    """{case: (checkpoint path, the line main prints for it)}: files that are not a run's checkpoint."""
+    torch.save({'weight': torch.zeros(2)}, folder / 'plain.pt')
+    (folder / 'notes.pt').write_text('not a checkpoint\n')
+    return {
+        'plain dict': (
+            folder / 'plain.pt',
+            f'checkpoint={str(folder / "plain.pt")!r} is not a checkpoint of this project (no model, args, '
+            f'epoch, num_classes entry): give the last.pt / best.pt of a run',
+        ),
+        'text file': (
+            folder / 'notes.pt',
+            f'checkpoint={str(folder / "notes.pt")!r} cannot be read as a checkpoint (torch.load fails on '
+            f'it): give the last.pt / best.pt of a run',
+        ),
+        'missing': (folder / 'none.pt', f'checkpoint={str(folder / "none.pt")!r}: no such checkpoint file'),
+    }

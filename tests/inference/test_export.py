@@ -17,7 +17,7 @@ from arguments import get_args
 from inference.export import MIN_SAMPLES, TOLERANCE, Embedder
 from inference.model import load_model
 from models.ssl import normalize_waves
-from tests.inference.common import run_mode
+from tests.inference.common import checkpoints_not_ours, run_mode, user_error
 from tests.inference.test_model import Notes
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
@@ -130,3 +130,11 @@ def test_the_embedder_normalises_the_wave_when_the_run_did(exported):
             assert torch.equal(model.embed(wave), normalised_first)
         finally:
             model.normalize_wave = False
+
+
+@pytest.mark.parametrize('case', ['plain dict', 'text file', 'missing'])
+def test_a_checkpoint_that_is_not_a_runs_gives_one_line_naming_it(tmp_path, case):
+    checkpoint, line = checkpoints_not_ours(tmp_path)[case]
+    out = tmp_path / 'out'
+    assert user_error('mode=export', f'checkpoint={checkpoint}', f'out={out}', f'path_log={tmp_path}') == line
+    assert not out.exists() and not (tmp_path / 'OS-KDFT').exists()  # refused before anything is written
