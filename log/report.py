@@ -1,8 +1,11 @@
-"""results.md: a run's scores and key settings as a person reads them, built from results.json's dict
-and the run's parameters. Each section is one function of (results, parameters) in SECTIONS; a new
-section (a performance summary, ...) is one more function there."""
+"""results.md: a run's scores, key settings and performance as a person reads them, built from
+results.json's dict and the run's parameters. Each section is one function of (results, parameters)
+in SECTIONS; a new section is one more function there."""
 
 import math
+
+from utils.hardware import gpu_summary
+from utils.progress import format_duration
 
 TRIAL_LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
 
@@ -86,9 +89,40 @@ def settings_section(results, parameters):
     return f'## Settings\n\n{table(["setting", "value"], rows)}'
 
 
-SECTIONS = (title_section, scores_section, settings_section)
+def performance_section(results, parameters):
+    """Throughput, the time split, peak memory and the hardware (results.json's 'performance');
+    nothing when the run has none."""
+    summary = results.get('performance')
+    if not summary:
+        return None
+    rows = []
+    if 'utterances_per_second' in summary:
+        rows += [
+            ['utterances per second (all processes)', f'{summary["utterances_per_second"]:.1f}'],
+            ['waiting for data', f'{summary["data_wait_fraction"]:.1%} of the training time'],
+            ['seconds per step', f'{summary["seconds_per_step"]:.3f}'],
+            ['training', f'{format_duration(summary["training_seconds"])} ({summary["training_steps"]:,} steps)'],
+        ]
+    rows.append(['evaluation', format_duration(summary['evaluation_seconds'])])
+    if 'peak_gpu_reserved_gib' in summary:
+        allocated, reserved = summary['peak_gpu_allocated_gib'], summary['peak_gpu_reserved_gib']
+        rows.append(['peak GPU memory (any process)', f'{allocated:.2f} GiB allocated, {reserved:.2f} reserved'])
+    else:
+        rows.append(['peak resident memory (any process)', f'{summary["peak_cpu_resident_gib"]:.2f} GiB'])
+    hardware = summary['hardware']
+    rows += [
+        ['processes', summary['processes']],
+        ['CPU', f'{hardware["cpu"]} ({hardware["cpu_cores"]} cores)'],
+        ['GPUs', gpu_summary(hardware, 'none')],
+        ['torch / CUDA', f'{hardware["torch"]} / {hardware["cuda"]}'],
+    ]
+    return f'## Performance\n\n{table(["", "value"], rows)}'
+
+
+SECTIONS = (title_section, scores_section, settings_section, performance_section)
 
 
 def results_markdown(results, parameters):
     """results.md's text: every section of SECTIONS in turn."""
-    return '\n\n'.join(section(results, parameters) for section in SECTIONS) + '\n'
+    sections = (section(results, parameters) for section in SECTIONS)
+    return '\n\n'.join(text for text in sections if text) + '\n'

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from utils import distributed
-from utils.hardware import GIB, describe_machine, peak_memory_bytes
+from utils.hardware import GIB, describe_machine, gpu_summary, peak_memory_bytes
 from utils.progress import format_duration
 
 WAIT_WARNING_FRACTION = 0.3  # a data wait above this share of the step time ...
@@ -300,9 +300,8 @@ def summary_text(summary):
     else:
         parts.append(f'peak resident memory {summary["peak_cpu_resident_gib"]:.2f} GiB')
     hardware = summary['hardware']
-    gpus = ', '.join(f'{hardware["gpus"].count(name)} x {name}' for name in sorted(set(hardware['gpus']))) or 'no GPU'
     parts.append(
-        f'{summary["processes"]} process(es); {hardware["cpu"]} ({hardware["cpu_cores"]} cores), {gpus}; '
-        f'torch {hardware["torch"]}, CUDA {hardware["cuda"]}'
+        f'{summary["processes"]} process(es); {hardware["cpu"]} ({hardware["cpu_cores"]} cores), '
+        f'{gpu_summary(hardware)}; torch {hardware["torch"]}, CUDA {hardware["cuda"]}'
     )
     return 'performance: ' + ', '.join(parts)

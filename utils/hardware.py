@@ -66,3 +66,8 @@ def peak_memory_bytes(device):
         )
     peak = peak_resident_bytes()
     return peak, peak, 0
+
+
+def gpu_summary(hardware, none='no GPU'):
+    """'2 x NVIDIA H100 80GB HBM3' (each kind with its count) of a hardware() dict; none without GPUs."""
+    return ', '.join(f'{hardware["gpus"].count(name)} x {name}' for name in sorted(set(hardware['gpus']))) or none

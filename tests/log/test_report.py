@@ -134,6 +134,53 @@ def test_results_md_tables_the_scores_with_and_without_asnorm_and_the_key_settin
     )
 
 
+PERFORMANCE = {
+    'utterances_per_second': 612.34,
+    'data_wait_fraction': 0.0421,
+    'seconds_per_step': 0.2091,
+    'training_steps': 123456,
+    'training_seconds': 93784.0,
+    'evaluation_seconds': 4321.0,
+    'peak_gpu_allocated_gib': 61.234,
+    'peak_gpu_reserved_gib': 70.5,
+    'processes': 8,
+    'hardware': {
+        'cpu': 'AMD EPYC 9654',
+        'cpu_cores': 192,
+        'cpu_cores_available': 192,
+        'gpus': ['NVIDIA H100 80GB HBM3'] * 8,
+        'gpu_count': 8,
+        'torch': '2.13.0',
+        'cuda': '13.0',
+    },
+}
+
+
+def test_results_md_ends_with_the_runs_performance_and_hardware():
+    text = results_markdown({**RESULTS, 'performance': PERFORMANCE}, PARAMETERS)
+    assert text.endswith(
+        """## Performance
+
+|  | value |
+|---|---|
+| utterances per second (all processes) | 612.3 |
+| waiting for data | 4.2% of the training time |
+| seconds per step | 0.209 |
+| training | 1 day, 2:03:04 (123,456 steps) |
+| evaluation | 1:12:01 |
+| peak GPU memory (any process) | 61.23 GiB allocated, 70.50 reserved |
+| processes | 8 |
+| CPU | AMD EPYC 9654 (192 cores) |
+| GPUs | 8 x NVIDIA H100 80GB HBM3 |
+| torch / CUDA | 2.13.0 / 13.0 |
+"""
+    )
+    cpu = {**PERFORMANCE, 'peak_cpu_resident_gib': 1.4369, 'hardware': {**PERFORMANCE['hardware'], 'gpus': []}}
+    del cpu['peak_gpu_allocated_gib'], cpu['peak_gpu_reserved_gib']
+    text = results_markdown({**RESULTS, 'performance': cpu}, PARAMETERS)
+    assert '| peak resident memory (any process) | 1.44 GiB |' in text and '| GPUs | none |' in text
+
+
 def test_the_run_folder_holds_results_md_of_its_results(tmp_path):
     logger = build(tmp_path)
     logger.log_parameter(PARAMETERS)
