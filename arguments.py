@@ -185,7 +185,8 @@ TINY_SSL = {
 DEMO_TEACHER = {
     'ssl': TINY_SSL,
     'corpus': {},  # data.demo.prepare_demo's sizes: {} is the standard demo corpus (its training speakers)
-    'training': {'method': 'ft', 'best_model': 'last'},  # over the DEMO preset's values
+    # over the DEMO preset's values: 16 epochs (one cosine cycle) with a 2-epoch warm-up of the SSL model's LR
+    'training': {'method': 'ft', 'best_model': 'last', 'epoch': 16, 'T_0': 16, 'student_warmup_epochs': 2},
 }
 
 DATASET_PATHS = ('path_train', 'path_test', 'path_trials', 'path_musan', 'path_rir')

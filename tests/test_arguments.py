@@ -6,7 +6,7 @@ from arguments import DEMO, EXPERIMENT_ARGS, ArgumentError, get_args
 def test_defaults_are_the_papers_and_the_demo_preset_applies_without_dataset_paths():
     args, system_args, experiment_args = get_args([])
     assert args['demo'] is True
-    assert args['epoch'] == DEMO['epoch'] and args['model_name_or_path'] == 'tiny'
+    assert args['epoch'] == DEMO['epoch'] and args['model_name_or_path'] == 'demo-teacher'
     assert experiment_args['batch_size'] == DEMO['batch_size']
     assert EXPERIMENT_ARGS['epoch'] == 100 and EXPERIMENT_ARGS['batch_size'] == 128
     assert set(system_args) | set(experiment_args) <= set(args)

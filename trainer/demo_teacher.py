@@ -48,7 +48,7 @@ MACHINE_KEYS = (
     'max_bad_steps',
     'checkpoint_minutes',
 )
-EXPECTED_TIME = 'about 4 min on 2 CPU cores, well under one on a GPU'
+EXPECTED_TIME = 'about 5 min on 2 CPU cores, about one on a GPU'
 
 
 def teacher_folder(path_cache, recipe):
