@@ -22,10 +22,10 @@ from torch.multiprocessing import ProcessExitedException
 
 from arguments import DATASET_PATHS, EXPERIMENT_ARGS, SYSTEM_ARGS, ArgumentError, get_args, parse_overrides
 from data.demo import prepare_demo
-from inference.embed import embed_checkpoint
+from inference.embed import embed_checkpoint, list_inputs
 from inference.evaluate import evaluate_checkpoint
 from inference.export import export_checkpoint
-from inference.verify import read_threshold, verify_checkpoint
+from inference.verify import check_pair, read_threshold, verify_checkpoint
 from log.controller import LogModuleController
 from trainer.loop import TrainingDiverged
 from trainer.methods import METHODS
@@ -86,17 +86,24 @@ def check_values(args):
         )
     if args['max_bad_steps'] < 1 or args['log_interval'] < 1:
         raise ArgumentError('max_bad_steps and log_interval must be at least 1')
-    if args['mode'] in CHECKPOINT_MODES and not args['checkpoint']:
+    if args['mode'] in CHECKPOINT_MODES:
+        check_checkpoint_mode(args)
+
+
+def check_checkpoint_mode(args):
+    """What a mode that uses a trained model needs: the checkpoint, one process, and its inputs (the
+    files of mode=verify, read from their headers: a missing or empty one stops here)."""
+    if not args['checkpoint']:
         raise ArgumentError(f'checkpoint is not set: mode={args["mode"]} needs the last.pt / best.pt of a run')
     if args['mode'] in SINGLE_PROCESS_MODES and distributed.launched_as_job() and int(os.environ['WORLD_SIZE']) > 1:
         raise ArgumentError(f'mode={args["mode"]} runs in one process: start it with python main.py, not torchrun')
-    if args['mode'] == 'embed' and not args['wav_list']:
-        raise ArgumentError('wav_list is not set: mode=embed needs a list of audio files (one a line) or a folder')
+    if args['mode'] == 'embed':
+        if not args['wav_list']:
+            raise ArgumentError('wav_list is not set: mode=embed needs a list of audio files (one a line) or a folder')
+        list_inputs(args['wav_list'])
     if args['mode'] == 'verify':
-        for key in ('enroll', 'test'):
-            if not args[key]:
-                raise ArgumentError(f'{key} is not set: mode=verify needs enroll=FILE and test=FILE')
         read_threshold(args)
+        check_pair(args)
 
 
 def check_paths(args):

@@ -172,7 +172,6 @@ def embed_checkpoint(args, logger, device, state):
     earlier run into the same out left."""
     root, keys = list_inputs(args['wav_list'])
     out = args['out'] or os.path.join(logger.run_dir, 'embeddings')
-    model, _ = load_model(state, args, logger, device)
     identity = {
         'checkpoint': os.path.abspath(args['checkpoint']),
         'epoch': state['epoch'],
@@ -184,6 +183,7 @@ def embed_checkpoint(args, logger, device, state):
         'score = 0.5 x dot product of two rows',
     }
     open_out(out, identity)
+    model, _ = load_model(state, args, logger, device)
     done = load_done(out)
     todo = [key for key in keys if key not in done]
     logger.log_text(

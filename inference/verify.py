@@ -26,22 +26,25 @@ def read_threshold(args):
     return value
 
 
-def check_pair(args, logger):
-    """The enroll and test files, each readable and long enough, or a user error naming the argument;
-    a file read converted (another rate, several channels) is said once."""
+def check_pair(args):
+    """The notes on the enroll and test files that are read converted (another rate, several
+    channels), once each, when both can be embedded; else a user error naming the argument. From the
+    headers only: main checks them before anything is written."""
+    notes = []
     for side in SIDES:
         if not args[side]:
             raise ValueError(f'{side} is not set: mode=verify needs enroll=FILE and test=FILE')
-        readable, bad, notes = check_files(os.getcwd(), [args[side]], side)
+        _, bad, converted = check_files(os.getcwd(), [args[side]], side)
         if bad:
             raise AudioError(f'{side}: {bad[args[side]]}')
-        for note in notes:
-            logger.log_text(note)
+        notes += converted
+    return notes
 
 
 def verify_checkpoint(args, logger, device, state):
     """Scores enroll against test and decides; prints both, writes them to results.json."""
-    check_pair(args, logger)
+    for note in check_pair(args):
+        logger.log_text(note)
     given = read_threshold(args)
     model, _ = load_model(state, args, logger, device)
     full, segments = embed_vectors(model, os.getcwd(), [args['enroll'], args['test']], args, device)

@@ -212,3 +212,4 @@ def test_a_wav_list_that_names_no_file_is_a_user_error(trained_run, tmp_path, wa
     path = tmp_path / wav_list
     message = user_error(*embed(trained_run, path, tmp_path / 'out'), f'path_log={tmp_path}')
     assert message == f'wav_list={str(path)!r}{line}'
+    assert not (tmp_path / 'OS-KDFT').exists() and not (tmp_path / 'out').exists()  # refused before writing

@@ -146,6 +146,7 @@ def test_a_file_that_cannot_be_embedded_gives_one_line_naming_its_argument(train
     files = {'enroll': trials['high'][0], 'test': trials['high'][1], side: path}
     argv = [f'{key}={value}' for key, value in files.items()] + [f'path_log={tmp_path}']
     assert user_error('mode=verify', f'checkpoint={trained_run / "best.pt"}', *argv) == f'{side}: {why}'
+    assert not (tmp_path / 'OS-KDFT').exists()  # refused before a run folder is made
 
 
 @pytest.mark.parametrize('case', ['plain dict', 'text file', 'missing'])
