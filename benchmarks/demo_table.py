@@ -42,7 +42,7 @@ METHODS = ('ft', 'oskdft', 'kd_ft', 'student_ft')  # the paper's table, top to b
 REFERENCE = 'oskdft'
 LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
 DEFAULTS = ['demo_test_speakers=48', 'best_model=last']  # before the command line's values, which win
-EXPECTED = 'about 75 min on 2 CPU cores (a first run adds the demo teacher and corpus), a few minutes on one GPU'
+EXPECTED = 'about 45 min on 2 CPU cores (a first run also trains the demo teacher: 5 min), far less on a GPU'
 
 
 def parse(argv):
