@@ -61,7 +61,8 @@ def demo_batches(args, logger, count):
 
 def main():
     options = parse_args()
-    args = get_args([])[0]  # the demo: preset, sizes, log_interval
+    args = get_args(['model_name_or_path=tiny'])[0]  # the demo's sizes and log_interval; a random teacher of the
+    # demo teacher's shape (its weights do not change the time of a step)
     steps = args['log_interval']
     with tempfile.TemporaryDirectory() as path_log:
         logger = LogModuleController.Builder('overhead', 'benchmark').use_local(path_log).build()
