@@ -2,8 +2,8 @@
 every log_interval the device synchronised, the ranks' figures gathered, the perf/ and health/
 metrics and the longer log line written) costs on the embedded demo's training steps.
 
-    python benchmarks/telemetry_overhead.py                 # 12 rounds of 10 steps a side
-    python benchmarks/telemetry_overhead.py --rounds 20
+    python benchmarks/telemetry_overhead.py                 # 30 rounds of 10 steps a side (about 6 min)
+    python benchmarks/telemetry_overhead.py --rounds 60     # a finer median
 
 The demo's model, batch (32 x 2 s) and log_interval (10), one model and optimizer for both sides;
 the demo corpus's first batches loaded once, so both sides train on the same batches and no data
@@ -40,7 +40,7 @@ CPU = torch.device('cpu')
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--rounds', type=int, default=12, help='blocks timed per side')
+    parser.add_argument('--rounds', type=int, default=30, help='blocks timed per side (one ratio varies by 10 %)')
     parser.add_argument('--batches', type=int, default=5, help='distinct demo batches, cycled through')
     return parser.parse_args()
 
