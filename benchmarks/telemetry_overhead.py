@@ -40,7 +40,7 @@ CPU = torch.device('cpu')
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--rounds', type=int, default=30, help='blocks timed per side (one ratio varies by 10 %)')
+    parser.add_argument('--rounds', type=int, default=30, help='blocks timed per side (one ratio varies by 10 %%)')
     parser.add_argument('--batches', type=int, default=5, help='distinct demo batches, cycled through')
     return parser.parse_args()
 
