@@ -48,7 +48,7 @@ MACHINE_KEYS = (
     'max_bad_steps',
     'checkpoint_minutes',
 )
-EXPECTED_TIME = 'about 5 min on 2 CPU cores, about one on a GPU'
+EXPECTED_TIME = 'about 5 min on 2 CPU cores, far less on a GPU'
 
 
 def teacher_folder(path_cache, recipe):
@@ -59,10 +59,9 @@ def teacher_folder(path_cache, recipe):
 
 def prepare_demo_teacher(args, device, recipe=None):
     """(the folder of the teacher that recipe (None: arguments.DEMO_TEACHER) describes, one line on it
-    for the run's log), trained
-    now unless path_cache holds it. Every process of a job calls it: they train it together (as
-    they would train anything), rank 0 writes it, and a scratch folder renamed into place at the
-    end means that a killed run never leaves a teacher that looks finished."""
+    for the run's log), trained now unless path_cache holds it. Every process of a job calls it:
+    they train it together (as they would train anything), rank 0 writes it, and a scratch folder
+    renamed into place at the end means that a killed run never leaves a teacher that looks finished."""
     recipe = recipe or arguments.DEMO_TEACHER
     folder = teacher_folder(args['path_cache'], recipe)
     show = distributed.is_main()
