@@ -91,10 +91,15 @@ def read_scores(folder, trial_list):
     )
 
 
+def read_results(folder):
+    with open(os.path.join(folder, 'results.json'), encoding='utf-8') as file:
+        return json.load(file)
+
+
 def collect(folders, seeds, resamples):
     """Per method and list: EER and minDCF(0.01) of every seed, the deployed parameters, and the
     bootstrap interval of the EER difference to oskdft."""
-    results = {key: json.load(open(os.path.join(folder, 'results.json'))) for key, folder in folders.items()}
+    results = {key: read_results(folder) for key, folder in folders.items()}
     table = {method: {'params': deployed_parameters(results[method, 1]['params'])} for method in METHODS}
     for trial_list in LISTS:
         if trial_list not in results[REFERENCE, 1]:
