@@ -125,7 +125,8 @@ DEMO = {
     'epoch': 8,
     'kd_epochs': 4,
     'T_0': 8,
-    'lr': 1e-3,  # a short run on a small corpus learns faster at a higher LR
+    'lr': 2e-3,  # a short run on a small corpus learns faster at a higher LR
+    'student_warmup_epochs': 2,  # the student's LR reaches the full value within the 8 epochs
     'batch_size': 32,
     'log_interval': 10,  # three reports in each of the demo's 33-step epochs
     'name': 'demo',
@@ -181,12 +182,13 @@ TINY_SSL = {
 # randomly initialised, then trained for speaker verification with the `ft` method over the DEMO
 # preset's values on the demo corpus's training speakers (none of them in the test lists). Its last
 # epoch is kept (no list is scored before the end), then it is scored once on the demo's lists. A
-# change of any value here trains a new one.
+# change of any value it trains with (here, or a DEMO preset or default value it takes) trains a new one.
 DEMO_TEACHER = {
     'ssl': TINY_SSL,
     'corpus': {},  # data.demo.prepare_demo's sizes: {} is the standard demo corpus (its training speakers)
-    # over the DEMO preset's values: 16 epochs (one cosine cycle) with a 2-epoch warm-up of the SSL model's LR
-    'training': {'method': 'ft', 'best_model': 'last', 'epoch': 16, 'T_0': 16, 'student_warmup_epochs': 2},
+    # over the DEMO preset's values: 16 epochs (one cosine cycle) at LR 1e-3 with a 2-epoch warm-up of
+    # the SSL model's LR
+    'training': {'method': 'ft', 'best_model': 'last', 'epoch': 16, 'T_0': 16, 'lr': 1e-3, 'student_warmup_epochs': 2},
 }
 
 DATASET_PATHS = ('path_train', 'path_test', 'path_trials', 'path_musan', 'path_rir')

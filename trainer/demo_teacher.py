@@ -7,7 +7,8 @@ preset's values, on the training speakers of the standard demo corpus: none of t
 list. Its last epoch is kept (no list chooses it), then the whole system is scored once on the demo's
 Vox1-O / E / H, so that the log can set the teacher's EER beside the student's. The SSL model is
 saved with save_pretrained, as any checkpoint a user would give. The folder is named by a hash of the
-recipe: a changed recipe trains a new teacher, an unchanged one is reused.
+recipe and of every value its training takes from the DEMO preset and the defaults: a change to any
+of them trains a new teacher, an unchanged one is reused.
 
     <path_cache>/demo-teacher/teacher-<hash>/
         config.json  model.safetensors     the teacher, read as any local checkpoint
@@ -52,8 +53,18 @@ EXPECTED_TIME = 'about 5 min on 2 CPU cores, far less on a GPU'
 
 
 def teacher_folder(path_cache, recipe):
-    """path_cache/demo-teacher/teacher-<hash of the recipe and of the code versions that shape it>."""
-    key = json.dumps({'recipe': recipe, 'version': RECIPE_VERSION, 'corpus_version': GENERATOR_VERSION}, sort_keys=True)
+    """path_cache/demo-teacher/teacher-<hash of its shape, its corpus, every setting it trains with
+    (the recipe's training values over the DEMO preset's) and the code versions that shape it>."""
+    key = json.dumps(
+        {
+            'ssl': recipe['ssl'],
+            'corpus': recipe['corpus'],
+            'settings': learning_settings(recipe),
+            'version': RECIPE_VERSION,
+            'corpus_version': GENERATOR_VERSION,
+        },
+        sort_keys=True,
+    )
     return os.path.join(path_cache, TEACHER_NAME, f'teacher-{hashlib.sha1(key.encode()).hexdigest()[:10]}')
 
 
@@ -131,7 +142,7 @@ def training_args(recipe, args, scratch):
     distributed.barrier()
     settings = get_args(['preset=demo'])[0]
     settings.update({key: args[key] for key in MACHINE_KEYS})
-    settings.update(recipe['training'])
+    settings.update(learning_settings(recipe))
     settings.update(prepare_demo(root, **recipe['corpus']))
     settings.update(
         model_name_or_path='tiny',
@@ -144,6 +155,13 @@ def training_args(recipe, args, scratch):
         mode='train',
     )
     return settings
+
+
+def learning_settings(recipe):
+    """What the teacher learns with: the experiment values of the DEMO preset (over the defaults)
+    with the recipe's training values over them."""
+    preset = get_args(['preset=demo'])[0]
+    return {**{key: preset[key] for key in arguments.EXPERIMENT_ARGS}, **recipe['training']}
 
 
 def save_ssl(state, folder):

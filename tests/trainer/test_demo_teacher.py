@@ -144,3 +144,13 @@ def test_a_run_killed_while_training_the_teacher_leaves_none_and_the_next_trains
     monkeypatch.undo()
     made_now, note = prepare_demo_teacher(machine_args(cache), CPU, recipe)
     assert made_now == folder and 'trained now' in note and os.path.isfile(os.path.join(folder, INFO_FILE))
+
+
+def test_a_changed_demo_preset_value_trains_a_new_teacher(made, monkeypatch, tmp_path):
+    cache, _, folder, _ = made
+    monkeypatch.setitem(arguments.DEMO, 'epoch', 99)  # the recipe sets its own epoch: the same teacher
+    assert teacher_folder(str(cache), RECIPE) == folder
+    monkeypatch.setitem(arguments.DEMO, 'spec_mask_freq', 7)  # a value the recipe takes from the preset
+    assert teacher_folder(str(cache), RECIPE) != folder
+    settings = demo_teacher.training_args(RECIPE, machine_args(cache), str(tmp_path))
+    assert settings['spec_mask_freq'] == 7 and settings['epoch'] == 1 and settings['num_workers'] == 0
