@@ -22,7 +22,7 @@ from torch.multiprocessing import ProcessExitedException
 
 from arguments import DATASET_PATHS, EXPERIMENT_ARGS, SYSTEM_ARGS, ArgumentError, get_args, parse_overrides
 from data.demo import prepare_demo
-from inference.embed import embed_checkpoint, list_inputs
+from inference.embed import check_inputs, embed_checkpoint
 from inference.evaluate import evaluate_checkpoint
 from inference.export import export_checkpoint
 from inference.verify import check_pair, read_threshold, verify_checkpoint
@@ -100,7 +100,7 @@ def check_checkpoint_mode(args):
     if args['mode'] == 'embed':
         if not args['wav_list']:
             raise ArgumentError('wav_list is not set: mode=embed needs a list of audio files (one a line) or a folder')
-        list_inputs(args['wav_list'])
+        check_inputs(args['wav_list'])
     if args['mode'] == 'verify':
         read_threshold(args)
         check_pair(args)

@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS  # noqa: E402
 from bench_model_size import SHAPES, VOXCELEB2_SPEAKERS, build_teacher, cpu_busy  # noqa: E402
-from inference.export import (
+from inference.export import (  # noqa: E402
     INPUT_NAME,
     Embedder,
     export_onnx,
     export_torchscript,
-    onnx_session,  # noqa: E402
+    onnx_session,
     quiet_exporters,
 )
 from machine import describe  # noqa: E402

@@ -35,26 +35,48 @@ FILES = {'matrix': 'embeddings.npy', 'keys': 'keys.txt', 'bad': 'bad_files.txt',
 def list_inputs(wav_list):
     """(root, keys): a folder gives every .wav / .flac under it (keys relative to it, sorted); a text
     file one path a line (relative to the current folder; blank lines and repeats skipped)."""
-    if os.path.isdir(wav_list):
-        keys = sorted(
-            os.path.relpath(os.path.join(folder, name), wav_list)
-            for folder, _, names in os.walk(wav_list)
-            for name in names
-            if name.lower().endswith(AUDIO_EXTENSIONS)
-        )
-        root = wav_list
-    elif os.path.isfile(wav_list):
-        with open(wav_list, encoding='utf-8') as file:
-            keys = list(dict.fromkeys(line.strip() for line in file if line.strip()))
-        root = os.getcwd()
-    else:
-        raise FileNotFoundError(
-            f'wav_list={wav_list!r}: no such file or folder (give a list of audio files, one a '
-            f'line, or a folder of .wav / .flac files)'
-        )
+    root, found = scan_inputs(wav_list)
+    keys = sorted(found) if os.path.isdir(wav_list) else list(dict.fromkeys(found))
     if not keys:
-        raise ValueError(f'wav_list={wav_list!r} names no audio file')
+        raise no_input(wav_list)
     return root, keys
+
+
+def check_inputs(wav_list):
+    """A user error unless wav_list names at least one audio file. It stops at the first one found,
+    so that checking before the run does not scan a large folder twice."""
+    if next(scan_inputs(wav_list)[1], None) is None:
+        raise no_input(wav_list)
+
+
+def scan_inputs(wav_list):
+    """(root, the keys as they are found: unsorted, repeats kept, read lazily)."""
+    if os.path.isdir(wav_list):
+        return wav_list, folder_keys(wav_list)
+    if os.path.isfile(wav_list):
+        return os.getcwd(), listed_keys(wav_list)
+    raise FileNotFoundError(
+        f'wav_list={wav_list!r}: no such file or folder (give a list of audio files, one a '
+        f'line, or a folder of .wav / .flac files)'
+    )
+
+
+def folder_keys(folder):
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            if name.lower().endswith(AUDIO_EXTENSIONS):
+                yield os.path.relpath(os.path.join(parent, name), folder)
+
+
+def listed_keys(path):
+    with open(path, encoding='utf-8') as file:
+        for line in file:
+            if line.strip():
+                yield line.strip()
+
+
+def no_input(wav_list):
+    return ValueError(f'wav_list={wav_list!r} names no audio file')
 
 
 def check_files(root, keys, argument):

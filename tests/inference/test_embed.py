@@ -213,3 +213,17 @@ def test_a_wav_list_that_names_no_file_is_a_user_error(trained_run, tmp_path, wa
     message = user_error(*embed(trained_run, path, tmp_path / 'out'), f'path_log={tmp_path}')
     assert message == f'wav_list={str(path)!r}{line}'
     assert not (tmp_path / 'OS-KDFT').exists() and not (tmp_path / 'out').exists()  # refused before writing
+
+
+def test_the_check_before_the_run_reads_a_folder_only_to_its_first_audio_file(tmp_path, monkeypatch):
+    """main checks wav_list before a run folder is made; a folder of a million files is then walked
+    once in all, by the embedding itself."""
+
+    def walk(folder):
+        yield str(tmp_path), [], ['notes.txt', 'a.wav']
+        raise AssertionError('the whole folder was walked')
+
+    monkeypatch.setattr(inference.embed.os, 'walk', walk)
+    inference.embed.check_inputs(str(tmp_path))
+    with pytest.raises(AssertionError, match='the whole folder was walked'):
+        inference.embed.list_inputs(str(tmp_path))
