@@ -1,9 +1,8 @@
 """The one place a user edits: system paths and hyper-parameters.
 
 `python main.py key=value ...` overrides any key below, typed by the default's type.
-With every dataset path left at None the embedded demo runs: a small generated corpus and a
-small teacher trained on it by the first run (DEMO and DEMO_TEACHER below), so no download is
-needed.
+With every dataset path left at None the embedded demo runs: a small generated corpus and the
+small teacher shipped in models/demo-teacher/ (DEMO below), so no download is needed.
 """
 
 import difflib
@@ -64,7 +63,8 @@ EXPERIMENT_ARGS = {
     'method': 'oskdft',  # oskdft | ft (the whole teacher fine-tuned) | student_ft (no KD) | kd_ft
     'kd_epochs': 100,  # kd_ft: epochs of its KD-only first stage (then `epoch` of fine-tuning)
     'model_name_or_path': 'facebook/wav2vec2-large-xlsr-53',  # hub id, local folder, 'tiny' (random) or
-    # 'demo-teacher' (the demo's trained teacher, made once into path_cache: DEMO_TEACHER below)
+    # 'demo-teacher' (the demo's pre-trained teacher, shipped in models/demo-teacher/; made by
+    # recipes/demo_teacher.py)
     'num_hidden_layers': 4,  # student transformer layers
     'adapter_bottleneck': 64,
     'adapter_scale': 0.1,
@@ -103,7 +103,8 @@ EXPERIMENT_ARGS = {
     'ease_p': 0.3,
     'seed': 1,  # models and training draws; the demo corpus and the demo teacher are the same for every seed
     'best_model': 'vox1_o',  # vox1_o: the epoch of the lowest Vox1-O EER (the paper's and the original
-    # code's choice; Vox1-O scored after every epoch); last: the last epoch, no list scored before the end
+    # code's choice; Vox1-O scored after every epoch); val: the lowest EER on the validation list
+    # (trials_val); last: the last epoch, no list scored before the end
     'demo_test_speakers': 24,  # the embedded demo's test split: Vox1-E / H hold them all, Vox1-O half
     # trial lists in path_trials. None: the official names, the cleaned list first (veri_test2.txt, then
     # veri_test.txt; list_test_all2.txt / list_test_all.txt; list_test_hard2.txt / list_test_hard.txt);
@@ -112,11 +113,13 @@ EXPERIMENT_ARGS = {
     'trials_vox1_o': None,
     'trials_vox1_e': None,
     'trials_vox1_h': None,
+    'trials_val': None,  # a validation list in path_trials (held-out speakers, in no test list): scored
+    # after every epoch with best_model=val, and at the end beside the others; None: none
 }
 
 # Presets: named sets of values over the defaults above, chosen by preset=NAME (command-line values
 # still win). preset=auto: demo when no dataset path is set, else vox2.
-# The embedded demo's own sizes: the generated corpus and its trained teacher (DEMO_TEACHER below).
+# The embedded demo's own sizes, every one chosen on its validation list (README: the values tried).
 DEMO = {
     'model_name_or_path': 'demo-teacher',
     'num_hidden_layers': 2,
@@ -129,6 +132,8 @@ DEMO = {
     'student_warmup_epochs': 2,  # the student's LR reaches the full value within the 8 epochs
     'batch_size': 32,
     'log_interval': 10,  # three reports in each of the demo's 33-step epochs
+    'best_model': 'val',  # the demo's epoch is chosen on its validation speakers, never on a test list
+    'trials_val': 'demo_val.txt',
     'name': 'demo',
     'tags': 'oskdft,demo',
 }
@@ -175,20 +180,6 @@ TINY_SSL = {
     'conv_dim': (32, 32, 32, 32, 32, 32, 32),
     'num_conv_pos_embeddings': 32,
     'num_conv_pos_embedding_groups': 4,
-}
-
-# How model_name_or_path='demo-teacher' is made (trainer/demo_teacher.py), once, into
-# path_cache/demo-teacher/: a Wav2Vec2 of TINY_SSL's shape (4 layers, twice the demo student's),
-# randomly initialised, then trained for speaker verification with the `ft` method over the DEMO
-# preset's values on the demo corpus's training speakers (none of them in the test lists). Its last
-# epoch is kept (no list is scored before the end), then it is scored once on the demo's lists. A
-# change of any value it trains with (here, or a DEMO preset or default value it takes) trains a new one.
-DEMO_TEACHER = {
-    'ssl': TINY_SSL,
-    'corpus': {},  # data.demo.prepare_demo's sizes: {} is the standard demo corpus (its training speakers)
-    # over the DEMO preset's values: 16 epochs (one cosine cycle) at LR 1e-3 with a 2-epoch warm-up of
-    # the SSL model's LR
-    'training': {'method': 'ft', 'best_model': 'last', 'epoch': 16, 'T_0': 16, 'lr': 1e-3, 'student_warmup_epochs': 2},
 }
 
 DATASET_PATHS = ('path_train', 'path_test', 'path_trials', 'path_musan', 'path_rir')

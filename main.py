@@ -27,9 +27,9 @@ from inference.evaluate import evaluate_checkpoint
 from inference.export import export_checkpoint
 from inference.verify import check_pair, read_threshold, verify_checkpoint
 from log.controller import LogModuleController
+from recipes.demo_teacher import RECORD, SHIPPED, TEACHER_NAME, describe_teacher
 from trainer.loop import TrainingDiverged
 from trainer.methods import METHODS
-from trainer.demo_teacher import TEACHER_NAME, prepare_demo_teacher
 from trainer.trainer import BEST_MODELS, train
 from utils import distributed
 from utils.checkpoint import load_checkpoint
@@ -172,18 +172,17 @@ def use_demo_corpus(args):
 
 
 def prepare(args, device=None):
-    """Checks the settings, then makes what the demo needs: its corpus, then (given the device of
-    this process of the job) its trained teacher, whose folder replaces model_name_or_path=demo-teacher.
-    Returns the lines the run's log should carry."""
+    """Checks the settings, then makes what the demo needs: its corpus, and the shipped teacher's
+    folder in place of model_name_or_path=demo-teacher. Returns the lines the run's log should carry."""
     check_values(args)
     if args['mode'] in SINGLE_PROCESS_MODES:
         return []  # a model and the user's files: no dataset
     if args['demo']:
         use_demo_corpus(args)
     check_paths(args)
-    if device is not None and args['model_name_or_path'] == TEACHER_NAME:
-        args['model_name_or_path'], note = prepare_demo_teacher(args, device)
-        return [note]
+    if args['model_name_or_path'] == TEACHER_NAME:
+        args['model_name_or_path'] = str(SHIPPED)
+        return [describe_teacher(os.path.join(SHIPPED, RECORD))]
     return []
 
 

@@ -2,13 +2,19 @@
 
 <root>/demo-<hash of every generation parameter>/
     train/idXXXXX/<video>/00001.wav      VoxCeleb2-dev-like training speakers
-    test/idXXXXX/<video>/00001.wav       VoxCeleb1-like speakers, none of them in train
+    test/idXXXXX/<video>/00001.wav       VoxCeleb1-like speakers, none of them in train; beside them
+                                         the validation speakers (id3xxxx), in no other list
     trials/veri_test2.txt                Vox1-O style: a subset of the test speakers
     trials/list_test_all2.txt            Vox1-E style: every test speaker
     trials/list_test_hard2.txt           Vox1-H style: same group, similar voices
+    trials/demo_val.txt                  the validation list: held-out speakers, where every demo
+                                         setting is chosen (and the demo's best epoch)
     musan/{speech,music,noise}/*.wav     MUSAN-like additive noises
     rir/*.wav                            synthetic room impulse responses
     speakers.csv                         every voice's synthesis parameters and split
+
+<root>/population-<hash>/idXXXXX/<video>/00001.wav   the demo teacher's pre-training population
+    (prepare_population): hundreds of other voices, sharing none with the corpus above
 """
 
 import csv
@@ -31,6 +37,9 @@ TRAIN_SECONDS = (2.5, 5.0)
 TEST_SECONDS = (3.0, 8.0)
 VIDEO_ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 SIMILAR_NEIGHBOURS = 3  # Vox1-H non-targets: each speaker's nearest voices in its group
+VAL_LIST = 'demo_val.txt'
+# speaker id ranges of each split: ids never collide, and each split draws its voices from its own stream
+ID_BASE = {'train': 0, 'test': 10000, 'musan': 20000, 'val': 30000, 'population': 40000}
 
 
 def prepare_demo(
@@ -39,6 +48,7 @@ def prepare_demo(
     num_train_speakers: int = 90,
     num_test_speakers: int = 24,
     num_vox1_o_speakers: int = 12,
+    num_val_speakers: int = 16,
     videos_per_speaker: int = 4,
     utterances_per_video: int = 3,
     num_musan_per_kind: int = 10,
@@ -60,7 +70,7 @@ def prepare_demo(
     }
 
 
-def build_atomically(folder, params):
+def build_atomically(folder, params, write=None):
     """Writes into a private temporary sibling and renames it into place, so a killed run never
     leaves a corpus that looks complete, and concurrent runs (one per process) do not clash."""
     root = os.path.dirname(folder)
@@ -72,7 +82,7 @@ def build_atomically(folder, params):
             f'cannot create the demo corpus under {root!r}: {error.strerror}; set path_cache to a writable folder'
         ) from None
     try:
-        write_corpus(scratch, params)
+        (write or write_corpus)(scratch, params)
         os.rename(scratch, folder)
     except OSError as error:
         if not os.path.isdir(folder):  # else another process finished the same corpus first
@@ -86,21 +96,50 @@ def build_atomically(folder, params):
 def write_corpus(folder, params):
     """Every file of the corpus, deterministic given params['seed']."""
     seed = params['seed']
-    train = plan_speakers(np.random.default_rng([seed, 0]), params['num_train_speakers'], 0, 'train')
-    test = plan_speakers(np.random.default_rng([seed, 1]), params['num_test_speakers'], 10000, 'test')
-    babblers = plan_speakers(np.random.default_rng([seed, 2]), params['num_musan_per_kind'], 20000, 'musan')
+    train = plan_speakers(np.random.default_rng([seed, 0]), params['num_train_speakers'], 'train')
+    test = plan_speakers(np.random.default_rng([seed, 1]), params['num_test_speakers'], 'test')
+    babblers = plan_speakers(np.random.default_rng([seed, 2]), params['num_musan_per_kind'], 'musan')
+    val = plan_speakers(np.random.default_rng([seed, 6]), params['num_val_speakers'], 'val')
     write_speaker_audio(os.path.join(folder, 'train'), train, TRAIN_SECONDS, params, [seed, 10])
     write_speaker_audio(os.path.join(folder, 'test'), test, TEST_SECONDS, params, [seed, 11])
-    write_speakers_csv(os.path.join(folder, 'speakers.csv'), train + test + babblers)
+    write_speaker_audio(os.path.join(folder, 'test'), val, TEST_SECONDS, params, [seed, 12])
+    write_speakers_csv(os.path.join(folder, 'speakers.csv'), train + test + val + babblers)
     write_trial_lists(os.path.join(folder, 'trials'), test, params, np.random.default_rng([seed, 3]))
+    write_list(
+        os.path.join(folder, 'trials', VAL_LIST),
+        trial_pairs(val, any_other_speaker(val), np.random.default_rng([seed, 7])),
+    )
     write_musan(os.path.join(folder, 'musan'), babblers, np.random.default_rng([seed, 4]))
     write_rirs(os.path.join(folder, 'rir'), params['num_rirs'], np.random.default_rng([seed, 5]))
 
 
-def plan_speakers(rng, count, id_base, split):
+def prepare_population(
+    root: str, seed: int = 1, num_speakers: int = 500, videos_per_speaker: int = 2, utterances_per_video: int = 4
+) -> str:
+    """The demo teacher's pre-training population under root, made once: num_speakers voices of the
+    same generator as the corpus but drawn from their own streams (ids id4xxxx: none of them is a
+    training, test, validation or MUSAN voice), each video with its own recording session; the
+    folder, in VoxCeleb layout."""
+    params = {key: value for key, value in locals().items() if key != 'root'}
+    params['version'] = GENERATOR_VERSION
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    folder = os.path.join(root, f'population-{digest}')
+    if not os.path.isdir(folder):
+        build_atomically(folder, params, write_population)
+    return folder
+
+
+def write_population(folder, params):
+    seed = params['seed']
+    speakers = plan_speakers(np.random.default_rng([seed, 8]), params['num_speakers'], 'population')
+    write_speaker_audio(folder, speakers, TRAIN_SECONDS, params, [seed, 13])
+    write_speakers_csv(os.path.join(folder, 'speakers.csv'), speakers)
+
+
+def plan_speakers(rng, count, split):
     """Voices with distinct VoxCeleb-like ids (id0xxxx train, id1xxxx test, id2xxxx MUSAN
-    speech), half of them per group."""
-    numbers = sorted(rng.choice(10000, size=count, replace=False) + id_base)
+    speech, id3xxxx validation, id4xxxx the teacher's population), half of them per group."""
+    numbers = sorted(rng.choice(10000, size=count, replace=False) + ID_BASE[split])
     groups = rng.permutation(['m', 'f'] * (count // 2) + ['m'] * (count % 2))
     return [
         {'id': f'id{number:05d}', 'split': split, **voices.sample_speaker(rng, str(group))}
@@ -178,9 +217,12 @@ def write_trial_lists(folder, speakers, params, rng):
         'list_test_hard2.txt': (speakers, similar_voices(speakers)),
     }
     for name, (chosen, speaker_pairs) in lists.items():
-        trials = trial_pairs(chosen, speaker_pairs, rng)
-        with open(os.path.join(folder, name), 'w') as file:
-            file.writelines(f'{label} {enroll} {test}\n' for label, enroll, test in trials)
+        write_list(os.path.join(folder, name), trial_pairs(chosen, speaker_pairs, rng))
+
+
+def write_list(path, trials):
+    with open(path, 'w') as file:
+        file.writelines(f'{label} {enroll} {test}\n' for label, enroll, test in trials)
 
 
 def any_other_speaker(speakers):

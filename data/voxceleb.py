@@ -188,6 +188,7 @@ OFFICIAL_TRIAL_FILES = {
     'Vox1-O': ('veri_test2.txt', 'veri_test.txt'),
     'Vox1-E': ('list_test_all2.txt', 'list_test_all.txt'),
     'Vox1-H': ('list_test_hard2.txt', 'list_test_hard.txt'),
+    'Val': (),  # a validation list has no official name: trials_val names it
 }
 
 

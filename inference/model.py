@@ -39,7 +39,8 @@ def load_model(state, args, logger, device):
 
 
 def checkpoint_threshold(state):
-    """(the score threshold at the EER point of Vox1-O measured on this checkpoint's weights, where
+    """(the score threshold at the EER point of the list that chose the best epoch (Vox1-O, or the
+    validation list; best_model=last: Vox1-O) measured on this checkpoint's weights, where
     it came from), or (None, why there is none). A last.pt holds the last weights, while the threshold
     it carries is the best epoch's: it counts only when the two are the same epoch."""
     best = state.get('best', {})
@@ -53,4 +54,5 @@ def checkpoint_threshold(state):
             f'the checkpoint holds the weights of epoch {state["epoch"]}, its Vox1-O threshold is that of '
             f"the best epoch {best['epoch']}: use the run's best.pt"
         )
-    return threshold, f'EER point of Vox1-O at epoch {best["epoch"]}, EER {best["eer"]:.2f} %'
+    name = best.get('list', 'Vox1-O')
+    return threshold, f'EER point of {name} at epoch {best["epoch"]}, EER {best["eer"]:.2f} %'

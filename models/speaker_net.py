@@ -10,14 +10,25 @@ class SpeakerNet(nn.Module):
     parameter and one state_dict is the whole checkpoint.
     normalize_wave: every input wave is normalised to zero mean and unit variance first (in
     forward and embed alike), for teachers pre-trained on normalised input
-    (models.ssl.preprocessor_normalizes)."""
+    (models.ssl.preprocessor_normalizes).
+    frozen_ssl: the student's SSL model never trains: no gradient, and eval mode (no dropout, no
+    masking) even while the rest trains (method frozen)."""
 
-    def __init__(self, student, backend, head, normalize_wave=False):
+    def __init__(self, student, backend, head, normalize_wave=False, frozen_ssl=False):
         super().__init__()
         self.student = student
         self.backend = backend
         self.head = head
         self.normalize_wave = normalize_wave
+        self.frozen_ssl = frozen_ssl
+        if frozen_ssl:
+            student.ssl.requires_grad_(False)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.frozen_ssl:
+            self.student.ssl.eval()
+        return self
 
     def forward(self, wave, labels, paths='kd+sv'):
         """One training step's paths (DDP sees only forward, so the choice is an argument):

@@ -1,6 +1,6 @@
-"""The experiment: build the models and data, train with OS-KDFT, keep the best model by
-Vox1-O EER, and score Vox1-O / E / H with it at the end; in one process or many, resumable from
-any checkpoint."""
+"""The experiment: build the models and data, train with OS-KDFT, keep the best model by the EER
+of the list that chooses it (Vox1-O as the paper did, or a validation list), and score every list
+with it at the end; in one process or many, resumable from any checkpoint."""
 
 import math
 import os
@@ -35,8 +35,10 @@ from trainer.telemetry import Telemetry, summary_text
 from utils import distributed
 from utils.seed import seed_everything
 
-TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': 'trials_vox1_h'}
-BEST_MODELS = ('vox1_o', 'last')  # best_model: the epoch of the lowest Vox1-O EER, or the last epoch
+TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': 'trials_vox1_h', 'Val': 'trials_val'}
+# best_model: the list whose EER after each epoch chooses the best epoch (None: the last epoch)
+BEST_MODELS = {'vox1_o': 'Vox1-O', 'val': 'Val', 'last': None}
+THRESHOLD_LIST = 'Vox1-O'  # best_model=last: mode=verify's threshold is this list's EER point
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -65,15 +67,18 @@ def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
         args['spec_mask_p'],
     )
     head = AAMSoftmax(args['embedding_size'], num_classes, args['aam_margin'], args['aam_scale'], weights)
-    return SpeakerNet(student, backend, head, normalize_wave=args['normalize_wave'])
+    frozen = getattr(method, 'FROZEN_SSL', False)
+    return SpeakerNet(student, backend, head, normalize_wave=args['normalize_wave'], frozen_ssl=frozen)
 
 
 def build_optimizer(model):
     """One Adam for the whole run (its moments are never reset); the LR of each named group is
     set every epoch by the schedule."""
     groups = [
-        {'name': name, 'params': params, 'lr': 0.0} for name, params in model.parameter_groups().items() if params
-    ]  # no adapter group without adapters
+        {'name': name, 'params': trained, 'lr': 0.0}
+        for name, params in model.parameter_groups().items()
+        if (trained := [param for param in params if param.requires_grad])
+    ]  # no adapter group without adapters, no student group with a frozen SSL model
     return torch.optim.Adam(groups, weight_decay=0.0)
 
 
@@ -125,8 +130,9 @@ def load_trial_lists(args, logger, manifest=None):
         if vox1_training and name != 'Vox1-O':
             logger.log_text(f'{name}: left out, path_train is VoxCeleb1 dev, whose speakers its trials use')
             continue
-        if args[key] == 'off':
-            logger.log_text(f'{name}: left out ({key}=off)')
+        if args[key] == 'off' or (args[key] is None and not OFFICIAL_TRIAL_FILES[name]):
+            if args[key] == 'off':
+                logger.log_text(f'{name}: left out ({key}=off)')
             continue
         candidates = [args[key]] if args[key] else OFFICIAL_TRIAL_FILES[name]
         found = [
@@ -320,20 +326,21 @@ def train(args, logger, device, resume=None):
     )
 
     show = distributed.is_main()
-    chooses = args['best_model'] == 'vox1_o'
-    tuning = {name: trials for name, trials in trial_lists.items() if name == 'Vox1-O' and chooses}
+    chooser = BEST_MODELS[args['best_model']]
+    tuning = {name: trials for name, trials in trial_lists.items() if name == chooser}
     plan_run(job.telemetry, method, args, tuning, trial_lists)
     with StopSignal() as stop:  # from here on a SIGTERM / SIGINT saves and stops at the next step
         if resume:
             run.restore(resume, os.path.dirname(os.path.abspath(args['resume'])))
         elif tuning:
+            logger.log_text(f'best_model={args["best_model"]}: {chooser} is scored after every epoch and chooses')
             with job.telemetry.timed_evaluation(tuning=True):
                 results = evaluate(raw_model, tuning, args['path_test'], args, device, show)
             log_evaluation(logger, results, 0)
         elif args['best_model'] == 'last':
             logger.log_text('best_model=last: the last epoch is kept; the lists are scored after it')
         else:
-            logger.log_text('no Vox1-O list: the last epoch is kept as the best model')
+            logger.log_text(f'no {chooser} list: the last epoch is kept as the best model')
         for epoch in range(run.epoch + 1, method.epochs(args) + 1):
             if method.new_stage(epoch, args) and run.state.step == 0:
                 job.optimizer.state.clear()  # a new stage starts as a new run would
@@ -348,31 +355,33 @@ def train(args, logger, device, resume=None):
                 return stopped(logger, stop, epoch, 0)
 
     if run.best_weights is None:
-        logger.log_text('no epoch improved on Vox1-O: the last weights are scored')
+        logger.log_text(f'no epoch improved on {chooser}: the last weights are scored')
     else:
         raw_model.load_state_dict(run.best_weights)
-    chosen = f'Vox1-O EER {run.best["eer"]:.3f} %' if tuning else 'the last'
+    chosen = f'{chooser} EER {run.best["eer"]:.3f} %' if tuning else 'the last'
     logger.log_text(f'best epoch {run.best["epoch"]} ({chosen}); scoring every trial list')
     summary = final_evaluation(
         raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params, job.telemetry, manifest
     )
-    if not tuning and 'Vox1-O' in summary:  # best_model=last: mode=verify's threshold, measured now
-        run.best.update(eer=summary['Vox1-O']['eer'], threshold=summary['Vox1-O']['eer_threshold'])
+    if not tuning and THRESHOLD_LIST in summary:  # best_model=last: mode=verify's threshold, measured now
+        run.best.update(
+            eer=summary[THRESHOLD_LIST]['eer'], threshold=summary[THRESHOLD_LIST]['eer_threshold'], list=THRESHOLD_LIST
+        )
         run.save(best_too=True)
     return summary
 
 
 def plan_run(telemetry, method, args, tuning, trial_lists):
-    """What the run's ETA counts after the epoch in progress: the epochs left, a Vox1-O evaluation
-    after each scored one, and the final evaluation, as many Vox1-O evaluations as its utterances
-    are Vox1-O's (the time of one measured before training and after every scored epoch)."""
+    """What the run's ETA counts after the epoch in progress: the epochs left, an evaluation of the
+    choosing list after each scored one, and the final evaluation, as many of those as its
+    utterances are the choosing list's (the time of one measured after every scored epoch)."""
     scored = [epoch for epoch in range(1, method.epochs(args) + 1) if tuning and method.scored(epoch, args)]
     final_scale = len(trial_utterances(trial_lists)) / len(trial_utterances(tuning)) if tuning else 0.0
     telemetry.plan(method.epochs(args), scored, final_scale)
 
 
 def end_epoch(run, epoch, lrs, tuning, show):
-    """The epoch's logs, its Vox1-O score, the best model, and last.pt (best.pt on an improvement)."""
+    """The epoch's logs, the choosing list's score, the best model, and last.pt (best.pt on an improvement)."""
     job = run.job
     log_training(job.logger, epoch, lrs, loss_means(distributed.sum_over_ranks(run.state.sums.to(job.device))))
     steps = job.loader.batch_sampler.steps_per_epoch
@@ -388,10 +397,13 @@ def end_epoch(run, epoch, lrs, tuning, show):
         with job.telemetry.timed_evaluation(tuning=True):
             results = evaluate(run.raw_model, tuning, job.args['path_test'], job.args, job.device, show)
         log_evaluation(job.logger, results, epoch)
-        eer, threshold = results['Vox1-O']['eer'], results['Vox1-O']['eer_threshold']
+        (chooser,) = tuning
+        eer, threshold = results[chooser]['eer'], results[chooser]['eer_threshold']
     improved = improves(eer, run.best['eer']) if tuning else scored
     if improved:
         run.best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}  # threshold: mode=verify's
+        if tuning:
+            run.best['list'] = chooser
         run.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in run.raw_model.state_dict().items()}
     job.logger.end_epoch()
     run.epoch, run.state = epoch, EpochState()

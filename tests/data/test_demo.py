@@ -13,12 +13,14 @@ TINY = dict(
     num_train_speakers=3,
     num_test_speakers=6,
     num_vox1_o_speakers=2,
+    num_val_speakers=2,
     videos_per_speaker=2,
     utterances_per_video=2,
     num_musan_per_kind=3,
     num_rirs=2,
 )
-TRIAL_LISTS = ('veri_test2.txt', 'list_test_all2.txt', 'list_test_hard2.txt')
+TRIAL_LISTS = ('veri_test2.txt', 'list_test_all2.txt', 'list_test_hard2.txt', 'demo_val.txt')
+TEST_LISTS = TRIAL_LISTS[:3]
 
 
 @pytest.fixture(scope='module')
@@ -48,9 +50,11 @@ def test_layout_is_voxceleb_like(corpus):
     pattern = re.compile(r'^id\d{5}/[A-Za-z0-9_-]{11}/\d{5}\.wav$')
     train, test = wavs(paths['path_train']), wavs(paths['path_test'])
     assert all(pattern.match(name) for name in train + test)
-    assert len(train) == 3 * 2 * 2 and len(test) == 6 * 2 * 2
-    train_ids, test_ids = {n.split('/')[0] for n in train}, {n.split('/')[0] for n in test}
-    assert len(train_ids) == 3 and len(test_ids) == 6 and not train_ids & test_ids
+    assert len(train) == 3 * 2 * 2 and len(test) == (6 + 2) * 2 * 2  # test speakers and validation speakers
+    train_ids = {n.split('/')[0] for n in train}
+    test_ids = {n.split('/')[0] for n in test if not n.startswith('id3')}
+    val_ids = {n.split('/')[0] for n in test if n.startswith('id3')}
+    assert len(train_ids) == 3 and len(test_ids) == 6 and len(val_ids) == 2 and not train_ids & test_ids
     assert {len({n.split('/')[1] for n in test if n.startswith(s)}) for s in test_ids} == {2}
     assert sorted(os.listdir(paths['path_trials'])) == sorted(TRIAL_LISTS)
     for kind in ('speech', 'music', 'noise'):
@@ -59,6 +63,7 @@ def test_layout_is_voxceleb_like(corpus):
     speakers = read_speakers(paths)
     assert {i for i, row in speakers.items() if row['split'] == 'train'} == train_ids
     assert {i for i, row in speakers.items() if row['split'] == 'test'} == test_ids
+    assert {i for i, row in speakers.items() if row['split'] == 'val'} == val_ids
     assert sum(row['split'] == 'musan' for row in speakers.values()) == 3
 
 
@@ -109,6 +114,10 @@ def test_o_is_a_subset_of_e_and_h_pairs_share_a_group(corpus):
     ids = lambda trials: {path.split('/')[0] for _, enroll, test in trials for path in (enroll, test)}
     o_ids, e_ids = ids(lists['veri_test2.txt']), ids(lists['list_test_all2.txt'])
     assert len(o_ids) == 2 and len(e_ids) == 6 and o_ids < e_ids
+    # the validation list: its own speakers, in no test list and not in training
+    val_ids = ids(lists['demo_val.txt'])
+    assert len(val_ids) == 2 and not val_ids & (e_ids | ids(lists['list_test_hard2.txt']))
+    assert {row['split'] for i, row in speakers.items() if i in val_ids} == {'val'}
     assert {speakers[i]['group'] for i in o_ids} == {'m', 'f'}
     group = lambda path: speakers[path.split('/')[0]]['group']
     assert all(group(enroll) == group(test) for _, enroll, test in lists['list_test_hard2.txt'])
@@ -185,3 +194,22 @@ def test_glottal_source_repeats_at_the_f0_period():
     lags = np.arange(60, 300)
     correlation = [np.dot(source[1000:9000], source[1000 + lag : 9000 + lag]) for lag in lags]
     assert lags[np.argmax(correlation)] == 128
+
+
+def test_population_shares_no_voice_with_the_corpus_and_is_reused(corpus, tmp_path, monkeypatch):
+    """The teacher's pre-training population: its own ids and voices (none of the corpus's training,
+    test, validation or MUSAN voices), every video its own session, made once."""
+    root, paths = corpus
+    folder = demo.prepare_population(root, num_speakers=6, videos_per_speaker=2, utterances_per_video=2)
+    names = wavs(folder)
+    assert len(names) == 6 * 2 * 2
+    ids = {name.split('/')[0] for name in names}
+    assert len(ids) == 6 and all(i.startswith('id4') for i in ids)
+    corpus_speakers = read_speakers(paths)
+    assert not ids & set(corpus_speakers)
+    with open(os.path.join(folder, 'speakers.csv')) as file:
+        population = {row['id']: row for row in csv.DictReader(file)}
+    voice = lambda row: (row['f0_hz'], row['formant_scale'], row['tilt_db_oct'])
+    assert not {voice(row) for row in population.values()} & {voice(row) for row in corpus_speakers.values()}
+    monkeypatch.setattr(demo, 'write_population', lambda *args: pytest.fail('regenerated'))
+    assert demo.prepare_population(root, num_speakers=6, videos_per_speaker=2, utterances_per_video=2) == folder

@@ -2,6 +2,7 @@
 surface that the training loop uses:
 
     ADAPTERS                        whether the student carries the parallel adapters
+    FROZEN_SSL                      (optional, False) whether the SSL model stays frozen in eval mode
     USES_TEACHER                    whether the frozen teacher runs (KD)
     student_layers(args, teacher)   how many of the teacher's layers the student keeps
     epochs(args)                    the epochs of the whole run
@@ -12,8 +13,8 @@ surface that the training loop uses:
     step(model, teacher, clean, augmented, labels, epoch, args) -> (loss, LOSS_NAMES values (5,))
 """
 
-from trainer.methods import ft, kd_ft, oskdft, student_ft
+from trainer.methods import frozen, ft, kd_ft, oskdft, student_ft
 from trainer.methods.common import LOSS_NAMES
 
-METHODS = {'oskdft': oskdft, 'ft': ft, 'student_ft': student_ft, 'kd_ft': kd_ft}
+METHODS = {'oskdft': oskdft, 'ft': ft, 'student_ft': student_ft, 'kd_ft': kd_ft, 'frozen': frozen}
 __all__ = ['LOSS_NAMES', 'METHODS']
