@@ -13,6 +13,7 @@ SMALL_DEMO = dict(
     num_train_speakers=6,
     num_test_speakers=4,
     num_vox1_o_speakers=2,
+    num_val_speakers=2,
     videos_per_speaker=2,
     utterances_per_video=2,
     num_musan_per_kind=2,

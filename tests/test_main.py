@@ -38,10 +38,11 @@ def test_run_writes_results_for_every_trial_list(run_dir):
     assert params['student'] < params['teacher'] and params['backend'] > 0
 
 
-def test_metrics_hold_the_epoch_zero_and_per_epoch_evaluation(run_dir):
+def test_metrics_hold_the_per_epoch_evaluation_and_no_pass_before_training(run_dir):
+    """Vox1-O is scored after every epoch; an untrained model is never the best, so nothing scores it."""
     metrics = read_metrics(run_dir)
     eer_steps = [m['step'] for m in metrics if m['name'] == 'eval/Vox1-O/eer']
-    assert eer_steps[:3] == [0, 1, 2]
+    assert eer_steps == [1, 2]
     kd = {m['step']: m['value'] for m in metrics if m['name'] == 'loss/kd'}
     assert set(kd) == {1, 2} and kd[1] > 0 and kd[2] == 0.0  # KD weight (E - e) / E reaches 0
     lrs = {m['step']: m['value'] for m in metrics if m['name'] == 'lr/adapter'}
@@ -87,7 +88,8 @@ def test_every_interval_logs_throughput_time_split_memory_eta_and_kd_health(run_
             mean = sum(per_step[3 * (epoch - 1) : i + 1]) / (k + 1)  # intervals of 2 steps each
             assert epoch_eta[i] == pytest.approx((4 - 2 * k) * mean)
             evaluations.append(run_eta[i] - epoch_eta[i] - (2 - epoch) * 6 * mean)
-        assert evaluations[0] > 0 and evaluations == pytest.approx([evaluations[0]] * 3)
+        # no evaluation is timed before epoch 1's: its ETA has no evaluation time yet, epoch 2's has
+        assert (evaluations[0] > 0) == (epoch == 2) and evaluations == pytest.approx([evaluations[0]] * 3)
         assert epoch_eta[3 * epoch - 3] > epoch_eta[3 * epoch - 1] == 0.0
     assert run_eta[3] > run_eta[4] > run_eta[5] > 0  # the last epoch: only its steps vary
     # the last epoch's KD weight is 0: the weighted loss is 0, the plain MSE still says how close the paths are
@@ -124,6 +126,27 @@ def test_run_folder_holds_checkpoints_scores_plots_and_parameters(run_dir):
         assert (run_dir / 'plots' / plot).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert json.loads((run_dir / 'parameters.json').read_text())['epoch'] == 2
     assert (run_dir / 'source' / 'main.py').is_file()
+
+
+def test_best_model_val_chooses_on_the_validation_list_and_scores_the_test_lists_once(corpus, tmp_path):
+    """best_model=val: the validation list is scored after every epoch and picks the epoch; no test list
+    is scored before the end; the final scores are the chosen epoch's (its validation results kept, not
+    scored twice), and best.pt is that epoch with the validation list's threshold."""
+    paths = [f'{key}={value}' for key, value in corpus.items()]
+    main.main(paths + FAST + ['epoch=3', 'best_model=val', 'trials_val=demo_val.txt', f'path_log={tmp_path}', 'name=v'])
+    (folder,) = (tmp_path / 'OS-KDFT').iterdir()
+    metrics = read_metrics(folder)
+    val = {m['step']: m['value'] for m in metrics if m['name'] == 'eval/Val/eer'}
+    assert sorted(val) == [1, 2, 3] and not [m for m in metrics if m['name'].startswith('eval/Vox1')]
+    best_epoch = min(val, key=lambda epoch: (val[epoch], epoch))  # the first epoch of the lowest EER
+    results = json.loads((folder / 'results.json').read_text())
+    assert results['best_epoch'] == best_epoch and results['Val']['eer'] == val[best_epoch]
+    assert results['Val']['trials'] == 16 and len((folder / 'scores' / 'Val.txt').read_text().splitlines()) == 16
+    final = {m['name']: m['step'] for m in metrics if m['name'].startswith('final/')}
+    assert final['final/Vox1-O/eer'] == best_epoch and 'final/Val/eer' not in final
+    best = torch.load(folder / 'best.pt', map_location='cpu', weights_only=True)
+    assert best['epoch'] == best_epoch and best['best']['list'] == 'Val'
+    assert best['best']['threshold'] == results['Val']['eer_threshold']
 
 
 def test_best_model_last_scores_no_list_before_the_end_and_keeps_the_last_epoch_with_its_threshold(corpus, tmp_path):
@@ -169,7 +192,7 @@ def test_evaluate_mode_reproduces_the_best_models_results_without_the_teacher(ru
         ('path_train=/no/such/folder', "path_train='/no/such/folder' is not a folder"),
         ('resume=/no/such/last.pt', "resume='/no/such/last.pt': no such checkpoint file"),
         ('amp=fp32', "amp='fp32': expected one of auto, none, bf16, fp16"),
-        ('best_model=best', "best_model='best': expected one of vox1_o, last"),
+        ('best_model=best', "best_model='best': expected one of vox1_o, val, last"),
         ('demo_test_speakers=2', 'demo_test_speakers=2: expected 4 or more'),
     ],
 )

@@ -39,6 +39,7 @@ TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': '
 # best_model: the list whose EER after each epoch chooses the best epoch (None: the last epoch)
 BEST_MODELS = {'vox1_o': 'Vox1-O', 'val': 'Val', 'last': None}
 THRESHOLD_LIST = 'Vox1-O'  # best_model=last: mode=verify's threshold is this list's EER point
+TEST_LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -247,9 +248,10 @@ def parameter_counts(teacher, model):
     }
 
 
-def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params, telemetry, manifest=None):
+def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params, telemetry, manifest=None, kept=None):
     """Scores every trial list with the best model (and with AS-norm against the training speakers
-    when asnorm_top_k is set) and writes results.json, the run's performance (telemetry) in it."""
+    when asnorm_top_k is set) and writes results.json, the run's performance (telemetry) in it;
+    kept: {list: its results} scored already with the same weights (the best epoch's validation list)."""
     show = distributed.is_main()
     cohort = None
     with telemetry.timed_evaluation():
@@ -261,7 +263,7 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
             cohort = training_cohort(model, manifest, args, device, show)
         results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
     log_evaluation(logger, results, best_epoch, prefix='final')
-    summary = {}
+    summary = dict(kept or {})
     for name, result in results.items():
         trials = trial_lists[name]
         logger.save_scores(name, trials.enroll, trials.test, trials.labels, result.pop('scores'))
@@ -334,9 +336,6 @@ def train(args, logger, device, resume=None):
             run.restore(resume, os.path.dirname(os.path.abspath(args['resume'])))
         elif tuning:
             logger.log_text(f'best_model={args["best_model"]}: {chooser} is scored after every epoch and chooses')
-            with job.telemetry.timed_evaluation(tuning=True):
-                results = evaluate(raw_model, tuning, args['path_test'], args, device, show)
-            log_evaluation(logger, results, 0)
         elif args['best_model'] == 'last':
             logger.log_text('best_model=last: the last epoch is kept; the lists are scored after it')
         else:
@@ -360,8 +359,13 @@ def train(args, logger, device, resume=None):
         raw_model.load_state_dict(run.best_weights)
     chosen = f'{chooser} EER {run.best["eer"]:.3f} %' if tuning else 'the last'
     logger.log_text(f'best epoch {run.best["epoch"]} ({chosen}); scoring every trial list')
+    # a validation list that chose the epoch was scored with these very weights: its scores are kept
+    kept = {}
+    if chooser not in TEST_LISTS and 'results' in run.best and not args['asnorm_top_k']:
+        kept = {chooser: run.best['results']}
+    lists = {name: trials for name, trials in trial_lists.items() if name not in kept}
     summary = final_evaluation(
-        raw_model, trial_lists, args, device, logger, run.best['epoch'] or run.epoch, params, job.telemetry, manifest
+        raw_model, lists, args, device, logger, run.best['epoch'] or run.epoch, params, job.telemetry, manifest, kept
     )
     if not tuning and THRESHOLD_LIST in summary:  # best_model=last: mode=verify's threshold, measured now
         run.best.update(
@@ -404,6 +408,9 @@ def end_epoch(run, epoch, lrs, tuning, show):
         run.best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}  # threshold: mode=verify's
         if tuning:
             run.best['list'] = chooser
+            run.best['results'] = {key: value for key, value in results[chooser].items() if key != 'scores'}
+            trials = tuning[chooser]
+            job.logger.save_scores(chooser, trials.enroll, trials.test, trials.labels, results[chooser]['scores'])
         run.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in run.raw_model.state_dict().items()}
     job.logger.end_epoch()
     run.epoch, run.state = epoch, EpochState()

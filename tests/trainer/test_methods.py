@@ -163,3 +163,20 @@ def test_ddp_looks_for_parameters_without_gradients_only_where_a_step_leaves_som
     assert some_steps_leave_parameters_out(build_model(args, teacher, num_classes=5), args) is expected
     if method == 'kd_ft':  # kd_epochs=0: no KD-only epoch
         assert not some_steps_leave_parameters_out(build_model(args, teacher, 5), dict(args, kd_epochs=0))
+
+
+def test_frozen_keeps_every_teacher_weight_and_trains_only_the_back_end_without_dropout():
+    """method frozen (the demo table's teacher row): the SSL model is the whole teacher, unchanged by
+    a step, out of the optimizer, and in eval mode while the rest trains (its dropout and masking off:
+    two forwards of the same wave agree); the back-end and head train."""
+    before, model, losses = one_step('frozen')
+    teacher = load_teacher('tiny', TINY)
+    assert len(model.student.ssl.encoder.layers) == TINY['num_hidden_layers'] and not model.student.adapters()
+    assert not changed(before, model, 'student')[0]
+    for name, tensor in teacher.state_dict().items():
+        assert torch.equal(model.student.ssl.state_dict()[name], tensor), name
+    assert changed(before, model, 'backend')[0] and changed(before, model, 'head')[0]
+    assert losses['sv'] > 0 and losses['kd'] == 0
+    assert [group['name'] for group in build_optimizer(model).param_groups] == ['backend']
+    model.train()
+    assert model.backend.training and not model.student.ssl.training
