@@ -125,11 +125,11 @@ DEMO = {
     'num_hidden_layers': 2,
     'ecapa_channels': 128,
     'spec_mask_freq': 12,  # the paper's 100 of 1024 channels, scaled to the tiny width
-    'epoch': 8,
+    'epoch': 5,  # with the validation list scored after each: under 6 minutes on two slow cores
     'kd_epochs': 4,
-    'T_0': 8,
-    'lr': 2e-3,  # a short run on a small corpus learns faster at a higher LR
-    'student_warmup_epochs': 2,  # the student's LR reaches the full value within the 8 epochs
+    'T_0': 5,
+    'lr': 2e-3,  # validation EER 6.83 % (4e-3: 7.18 %); the student's: half of it in epoch 1, then x 0.93 an epoch
+    'student_warmup_epochs': 2,  # the shortest warm-up (the paper's 10 epochs are longer than the run)
     'batch_size': 32,
     'log_interval': 10,  # three reports in each of the demo's 33-step epochs
     'best_model': 'val',  # the demo's epoch is chosen on its validation speakers, never on a test list

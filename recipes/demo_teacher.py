@@ -250,7 +250,7 @@ def pretrain_speaker(recipe, population, demo, scratch, cache):
         'trials_vox1_o': 'off',
         'trials_vox1_e': 'off',
         'trials_vox1_h': 'off',
-        'trials_val': VAL_LIST,
+        'trials_val': 'off',  # judged below, once: no list is scored in its run
         'path_log': scratch,
         'name': 'teacher-speaker',
         'tensorboard': False,

@@ -166,6 +166,7 @@ def test_best_model_last_scores_no_list_before_the_end_and_keeps_the_last_epoch_
         'epoch': 2,
         'eer': results['Vox1-O']['eer'],
         'threshold': results['Vox1-O']['eer_threshold'],
+        'list': 'Vox1-O',
     }
     assert inference.model.checkpoint_threshold(best)[0] == results['Vox1-O']['eer_threshold']
 

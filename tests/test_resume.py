@@ -116,7 +116,7 @@ def test_sigterm_saves_says_how_to_resume_exits_0_and_the_resumed_run_is_exact(c
 
 
 def test_resume_refuses_to_change_the_experiment(corpus, tmp_path):
-    stopped = interrupt(command(corpus, tmp_path), tmp_path, signal.SIGTERM, when='epoch 0 Vox1-O')
+    stopped = interrupt(command(corpus, tmp_path), tmp_path, signal.SIGTERM, when='Vox1-O is scored after every epoch')
     assert stopped.returncode == 0
     done = subprocess.run(
         [sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto', 'lr=0.5'],

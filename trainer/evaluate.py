@@ -186,6 +186,8 @@ def evaluate(model, trial_lists, root, args, device, show_progress=True, cohort=
     """Scores each trial list with one shared enrollment of their utterances; the same results
     on every rank. trial_lists: {name: Trials}; cohort: training_cohort's, for AS-norm."""
     keys = trial_utterances(trial_lists)
+    if not keys:
+        return {}  # every list left out
     vectors = embed_as_set(model, root, keys, args, device, show_progress)
     results = score_lists(trial_lists, keys, *vectors, cohort, args['asnorm_top_k']) if vectors is not None else None
     return distributed.broadcast_object(results)

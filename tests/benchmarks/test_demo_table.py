@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import FAST, ROOT
 
-METHODS = ['ft', 'oskdft', 'kd_ft', 'student_ft']
+METHODS = ['ft', 'oskdft', 'kd_ft', 'student_ft', 'frozen']
 LISTS = ['Vox1-O', 'Vox1-E', 'Vox1-H']
 NUMBER = r'[+-]?\d+\.\d+'
 
@@ -63,18 +63,18 @@ def test_the_table_has_every_methods_row_with_its_runs_numbers(table):
     out, _ = table
     scores, differences = [], []
     for row in rows((out / 'table.md').read_text()):
-        (scores if len(row) == 8 else differences).append(row)
-    assert scores[0] == ['method', 'deployed params'] + [
+        (scores if len(row) == 9 else differences).append(row)
+    assert scores[0] == ['method', 'epochs', 'deployed params'] + [
         f'{name} {metric}' for name in LISTS for metric in ('EER (%)', 'minDCF(0.01)')
     ]
     assert [row[0] for row in scores[1:]] == METHODS
     for row in scores[1:]:
         results = results_of(out, row[0])
-        assert row[1] == f'{results["params"]["student"] + results["params"]["backend"]:,}'
+        assert row[2] == f'{results["params"]["student"] + results["params"]["backend"]:,}'
         for i, name in enumerate(LISTS):
-            assert row[2 + 2 * i] == f'{results[name]["eer"]:.2f}'
-            assert row[3 + 2 * i] == f'{results[name]["min_dcf_0.01"]:.3f}'
-    assert [row[0] for row in differences[1:]] == ['ft', 'kd_ft', 'student_ft']
+            assert row[3 + 2 * i] == f'{results[name]["eer"]:.2f}'
+            assert row[4 + 2 * i] == f'{results[name]["min_dcf_0.01"]:.3f}'
+    assert [row[0] for row in differences[1:]] == ['ft', 'kd_ft', 'student_ft', 'frozen']
     reference = results_of(out, 'oskdft')
     for row in differences[1:]:
         results = results_of(out, row[0])
@@ -95,3 +95,25 @@ def test_the_plot_is_written_and_the_wall_time_is_the_last_line(table):
     out, stdout = table
     assert (out / 'table.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert re.fullmatch(r'demo_table: wall_s=\d+', stdout.strip().splitlines()[-1])
+
+
+def test_each_ordering_verdict_follows_its_interval(table):
+    """'holds' / 'reversed' / 'level' as the interval of method - oskdft lies on the paper's side of 0,
+    the other side, or holds 0 (ft <= oskdft: ft's interval below 0 holds)."""
+    out, _ = table
+    text = (out / 'table.md').read_text()
+    verdicts = re.findall(
+        rf'(\S+) (holds|reversed|level \((?:not resolved|holds)\)) \(({NUMBER}) \[({NUMBER}), ({NUMBER})\]\)', text
+    )
+    assert len(verdicts) == 3 * len(LISTS)
+    claims = [line for line in text.splitlines() if line.startswith('- ')]
+    assert [line.split(':')[0] for line in claims] == ['- ft <= oskdft', '- oskdft < kd_ft', '- oskdft < student_ft']
+    for k, (_, verdict, _, low, high) in enumerate(verdicts):
+        low, high = float(low), float(high)
+        paper_side_is_below = k < len(LISTS)  # ft <= oskdft: ft's difference below 0
+        if verdict == 'holds':
+            assert high < 0 if paper_side_is_below else low > 0
+        elif verdict == 'reversed':
+            assert low > 0 if paper_side_is_below else high < 0
+        else:
+            assert low <= 0 <= high

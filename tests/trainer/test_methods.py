@@ -109,7 +109,7 @@ def test_every_method_runs_on_the_demo_corpus_and_writes_the_same_run_folder(met
         for line in (folder / 'metrics.jsonl').read_text().splitlines()
         if json.loads(line)['name'] == 'eval/Vox1-O/eer'
     ]
-    assert eer_steps[:2] == ([0, 2] if method == 'kd_ft' else [0, 1])  # the KD stage is not scored
+    assert eer_steps[:1] == ([2] if method == 'kd_ft' else [1])  # the KD stage is not scored
 
 
 def test_normalize_wave_feeds_teacher_and_student_normalised_waves():
@@ -170,6 +170,7 @@ def test_frozen_keeps_every_teacher_weight_and_trains_only_the_back_end_without_
     a step, out of the optimizer, and in eval mode while the rest trains (its dropout and masking off:
     two forwards of the same wave agree); the back-end and head train."""
     before, model, losses = one_step('frozen')
+    torch.manual_seed(0)  # the teacher one_step built
     teacher = load_teacher('tiny', TINY)
     assert len(model.student.ssl.encoder.layers) == TINY['num_hidden_layers'] and not model.student.adapters()
     assert not changed(before, model, 'student')[0]
