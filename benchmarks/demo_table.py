@@ -4,8 +4,8 @@ student never sees labelled), S seeds each, then scored on Vox1-O / E / H; and a
 itself (method frozen: its frozen features + ECAPA-TDNN trained on the demo's 90 speakers).
 
 The configuration is fixed before the table is run (BUDGET, DEFAULTS): every method trains for the
-demo's 8 epochs over the 90 speakers, kd_ft for 4 KD-only epochs more (its two steps, 12 epochs in
-all, counted in the table), each keeps its last epoch.
+demo's epochs (5) over the 90 speakers, kd_ft for kd_epochs (4) KD-only epochs more (its two steps,
+9 epochs in all, counted in the table), each keeps its last epoch.
 
 Printed and written (table.md, table.png in --out): the parameters of each method's deployed model
 (SSL model with its adapters + ECAPA-TDNN; the AAM head exists only in training), EER and
@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import arguments  # noqa: E402
 import main  # noqa: E402
 from machine import describe  # noqa: E402
 from utils.bootstrap import interval, paired_bootstrap  # noqa: E402
@@ -47,12 +48,13 @@ METHODS = ('ft', 'oskdft', 'kd_ft', 'student_ft', 'frozen')  # the paper's table
 REFERENCE = 'oskdft'
 LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
 # the compute each method gets at the demo's settings: epochs over the 90 training speakers, and what trains
+_E, _K = arguments.DEMO['epoch'], arguments.DEMO['kd_epochs']
 BUDGET = {
-    'ft': '8 SV (teacher SSL + ECAPA)',
-    'oskdft': '8 KD + SV in one step',
-    'kd_ft': '4 KD + 8 SV',
-    'student_ft': '8 SV (student + ECAPA)',
-    'frozen': '8 SV (ECAPA only)',
+    'ft': f'{_E} SV (teacher SSL + ECAPA)',
+    'oskdft': f'{_E} KD + SV in one step',
+    'kd_ft': f'{_K} KD + {_E} SV',
+    'student_ft': f'{_E} SV (student + ECAPA)',
+    'frozen': f'{_E} SV (ECAPA only)',
 }
 # before the command line's values, which win; the validation list is not needed (the last epoch is kept)
 DEFAULTS = ['demo_test_speakers=48', 'best_model=last', 'trials_val=off']
