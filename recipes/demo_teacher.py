@@ -49,6 +49,7 @@ from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import arguments  # noqa: E402
 from data.audio import SAMPLE_RATE, read_audio  # noqa: E402
 from data.datasets import TrainSet  # noqa: E402
 from data.demo import VAL_LIST, prepare_demo, prepare_population  # noqa: E402
@@ -63,16 +64,7 @@ SHIPPED = ROOT / 'models' / TEACHER_NAME
 RECORD = 'teacher.json'
 # A Wav2Vec2 twice the demo student's depth; the width of the smallest shape whose step fits the
 # demo's time on two cores. Dropouts as wav2vec2-base's config (no dropout inside the feed-forward).
-SHAPE = {
-    'hidden_size': 128,
-    'num_hidden_layers': 4,
-    'num_attention_heads': 4,
-    'intermediate_size': 256,
-    'conv_dim': (32, 32, 32, 32, 32, 32, 32),
-    'num_conv_pos_embeddings': 32,
-    'num_conv_pos_embedding_groups': 4,
-    'activation_dropout': 0.0,
-}
+SHAPE = {**arguments.TINY_SSL, 'activation_dropout': 0.0}  # the shape model_name_or_path=tiny builds
 # wav2vec 2.0's pre-training, scaled to the shape: two codebooks, masks of 10 frames over 65 % of the
 # starts, negatives drawn from the same crop
 SSL = {
@@ -225,7 +217,6 @@ def pretrain_speaker(recipe, population, demo, scratch, cache):
     """Speaker classification of the population's voices (method ft: a random Wav2Vec2 of the shape
     and an ECAPA-TDNN of the demo's size, every weight trained, AAM-softmax) with main.py's own loop,
     the demo corpus's augmentation; returns the trained SSL model."""
-    import arguments
     import main
     from models.ssl import model_from_config
     from utils.checkpoint import load_checkpoint
@@ -322,7 +313,6 @@ def main_(argv=None):
     started = time.monotonic()
     log = lambda text: print(f'demo_teacher: {text}', flush=True)
     seed_everything(recipe['seed'])
-    torch.use_deterministic_algorithms(True, warn_only=True)
     population = prepare_population(os.path.join(options.cache, 'demo'), **recipe['population'])
     demo = prepare_demo(os.path.join(options.cache, 'demo'))
     manifest = scan_voxceleb(population, 'population', os.path.join(options.cache))

@@ -1,9 +1,10 @@
 """frozen: what the teacher knows about voices. Its SSL model (every layer) stays as it is, frozen in
 eval mode (no dropout, no masking, no gradient); only ECAPA-TDNN and the AAM head train, on its
 last hidden state, for SV. Set beside the other methods, it shows how far the teacher's own
-features go with the same back-end and data."""
+features go with the same back-end and data. ft's model and step, with the SSL model frozen."""
 
-from trainer.methods.common import epochs, new_stage, paths, scored, stage_epoch, sv_only
+from trainer.methods.common import epochs, new_stage, paths, scored, stage_epoch
+from trainer.methods.ft import ADAPTERS, USES_TEACHER, step, student_layers
 
 __all__ = [
     'ADAPTERS',
@@ -17,14 +18,4 @@ __all__ = [
     'paths',
     'step',
 ]
-ADAPTERS = False
-USES_TEACHER = False
 FROZEN_SSL = True
-
-
-def student_layers(args, teacher):
-    return teacher.config.num_hidden_layers
-
-
-def step(model, teacher, clean, augmented, labels, epoch, args):
-    return sv_only(model, augmented, labels)
