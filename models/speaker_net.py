@@ -48,7 +48,7 @@ class SpeakerNet(nn.Module):
 
     def embed(self, wave, lengths=None):
         """Inference: the SV path only (adapters on). (B, L) -> (B, E). lengths (B,): the valid
-        samples of each row of a zero-padded batch, only where student.pads_exactly."""
+        samples of each row of a zero-padded batch, each row embedded as it is alone."""
         if self.normalize_wave:
             wave = normalize_waves(wave, lengths)
         if lengths is None:

@@ -10,6 +10,7 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from models.ssl import model_from_config
 
@@ -131,21 +132,31 @@ class Student(nn.Module):
         features = self.extract_features(wave)
         return self.encode(features, sv_from=0 if adapters else None)
 
-    @property
-    def pads_exactly(self) -> bool:
-        """Whether a zero-padded batch gives each utterance its own hidden states: true when the
-        CNN normalises each frame on its own (feat_extract_norm='layer', as in large models); the
-        group norm of base models normalises over time, padding included."""
-        return self.ssl.config.feat_extract_norm == 'layer'
-
     def forward_padded(self, wave, lengths):
         """The SV path over a zero-padded batch: (B, L) waves with (B,) valid samples ->
-        (hidden (B, T, D), valid frames (B,)). The encoder zeroes the padded frames and masks them
-        out of attention; exact only where pads_exactly."""
-        features = self.extract_features(wave)  # (B, T, C)
+        (hidden (B, T, D), valid frames (B,)), each row's valid frames as the utterance alone gives
+        them (up to rounding): the front end sees no padding (extract_features_padded), the encoder
+        zeroes the padded frames and masks them out of attention."""
+        features = self.extract_features_padded(wave, lengths)  # (B, T, C)
         frames = self.ssl._get_feat_extract_output_lengths(lengths).long()
         valid = torch.arange(features.shape[1], device=wave.device) < frames[:, None]  # (B, T)
         return self.encode(features, sv_from=0, frame_mask=valid), frames
+
+    def extract_features_padded(self, wave, lengths):
+        """The CNN over a zero-padded batch (B, L) with (B,) valid samples -> (B, T, C), every valid
+        frame as the utterance alone gives it. The CNN's convolutions have no padding, so a valid
+        frame sees valid samples only; but the group norm of base models (feat_extract_norm='group')
+        normalises the first layer's channels over time, padding included: there the first layer
+        runs on each utterance's valid samples alone, and the rest of the CNN on the padded batch."""
+        if self.ssl.config.feat_extract_norm != 'group':
+            return self.extract_features(wave)
+        first, *rest = self.ssl.feature_extractor.conv_layers
+        outputs = [first(row[None, None, :length]) for row, length in zip(wave, lengths.tolist())]  # (1, C, t_i)
+        longest = max(out.shape[-1] for out in outputs)
+        hidden = torch.cat([F.pad(out, (0, longest - out.shape[-1])) for out in outputs])  # (B, C, T1)
+        for layer in rest:
+            hidden = layer(hidden)
+        return hidden.transpose(1, 2)
 
     def forward_two_paths(self, wave):
         """Both paths over one CNN front end: (B, L) -> (KD (B, T, D) without adapters,

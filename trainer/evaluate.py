@@ -54,13 +54,11 @@ def plan_batches(lengths, num_samples, num_seg, max_samples):
 
 
 def embed_full(model, waves, lengths):
-    """Full-utterance embeddings of a zero-padded group (B, N) -> (B, E): in one forward where
-    padding leaves every embedding as it is alone (student.pads_exactly), else one at a time."""
+    """Full-utterance embeddings of a zero-padded group (B, N) -> (B, E), in one forward: padding
+    leaves every embedding as the utterance alone gives it (SpeakerNet.embed with lengths)."""
     if len(waves) == 1:
         return model.embed(waves)
-    if model.student.pads_exactly:
-        return model.embed(waves, lengths.to(waves.device))
-    return torch.cat([model.embed(wave[None, :length]) for wave, length in zip(waves, lengths.tolist())])
+    return model.embed(waves, lengths.to(waves.device))
 
 
 @torch.no_grad()

@@ -57,8 +57,8 @@ def utterances(tmp_path_factory):
 
 @pytest.mark.parametrize('front_end_norm', ['layer', 'group'])
 def test_batched_enrollment_equals_one_utterance_at_a_time(utterances, front_end_norm):
-    """'layer': full utterances padded into one forward (masks in the encoder and ECAPA);
-    'group': the CNN sees padding, so full utterances go alone and only segments are batched."""
+    """Full utterances padded into one forward (masks in the encoder and ECAPA); 'group': the
+    first CNN layer on each utterance's own samples."""
     root, keys = utterances
     model = model_with(front_end_norm)
     alone = embed_utterances(model, root, keys, 16000, 3, torch.device('cpu'), show_progress=False)
@@ -71,16 +71,22 @@ def test_batched_enrollment_equals_one_utterance_at_a_time(utterances, front_end
     assert torch.pdist(alone[0]).min() > 0.01 and torch.pdist(alone[1]).min() > 0.01  # 100x the tolerance apart
 
 
-def test_padding_a_group_norm_front_end_would_change_the_embeddings(utterances):
-    """Why the 'group' model embeds its full utterances one at a time."""
+def test_a_group_norm_front_end_keeps_padding_out_of_its_first_layer(utterances):
+    """Why the 'group' model's first CNN layer sees each utterance alone: its group norm over
+    time, fed the padding, would change the frames."""
     model = model_with('group')
     waves = torch.zeros(2, 32000)
     waves[0] = torch.randn(32000)
     waves[1, :16000] = torch.randn(16000)
+    lengths = torch.tensor([32000, 16000])
     with torch.no_grad():
-        padded = model.embed(waves, torch.tensor([32000, 16000]))[1]
-        alone = model.embed(waves[1:, :16000])[0]
-    assert (padded - alone).abs().max() > 1e-3
+        alone = model.student.extract_features(waves[1:, :16000])[0]  # (T, C)
+        frames = len(alone)
+        naive = model.student.extract_features(waves)[1, :frames]
+        padded = model.student.extract_features_padded(waves, lengths)[1, :frames]
+        assert (naive - alone).abs().max() > 1e-2
+        torch.testing.assert_close(padded, alone, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.embed(waves, lengths)[1], model.embed(waves[1:, :16000])[0], atol=1e-4, rtol=0)
 
 
 def test_batches_respect_the_memory_budget_and_cover_every_utterance_once():

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
 from log.controller import LogModuleController
 from models.ssl import load_teacher
+from trainer.methods import METHODS
 from trainer.loop import EpochState, Job, StopSignal, TrainingDiverged, train_epoch
 from trainer.trainer import build_model, build_optimizer, set_lrs
 
@@ -100,6 +101,27 @@ def test_one_step_descends_the_sum_of_the_weighted_kd_loss_and_the_sv_loss(setup
         torch.testing.assert_close(before[name] - p.detach(), expected, rtol=1e-9, atol=1e-12)
     for name, p in teacher.named_parameters():
         assert p.grad is None, name
+
+
+def test_the_last_epoch_steps_the_sv_path_alone_as_both_paths_at_kd_weight_zero_would(setup):
+    """In epoch E the KD weight is 0: the step must give the two-path step's gradient (the SV
+    loss's) without running the teacher (None here) or the KD path; earlier epochs keep both."""
+    _, model, (clean, augmented, labels) = setup
+    reference = copy.deepcopy(model)
+    kd_hidden, sv_loss, _ = reference(augmented, labels)
+    (0.0 * kd_hidden.sum() + sv_loss).backward()
+
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+    state, finished = run_epoch(job_of(model, None, [(clean, augmented, labels)], sgd), epoch=4)
+
+    losses = state.means()
+    assert finished and losses['kd'] == 0 and losses['sv'] == pytest.approx(sv_loss.item(), rel=1e-12)
+    for name, p in model.named_parameters():
+        expected = reference.get_parameter(name).grad
+        expected = torch.zeros_like(p) if expected is None else expected
+        torch.testing.assert_close(before[name] - p.detach(), expected, rtol=1e-9, atol=1e-12)
+    assert [METHODS['oskdft'].paths(epoch, ARGS) for epoch in (1, 3, 4)] == [('kd', 'sv')] * 2 + [('sv',)]
 
 
 def test_one_adam_keeps_its_moments_across_epochs_and_takes_the_scheduled_lrs(setup):

@@ -1,13 +1,14 @@
 """OS-KDFT: KD and SV fine-tuning in one step. The frozen teacher sees the clean crop; the student
 runs twice over one CNN front end on the augmented crop, the KD path (no adapters) matching the
 teacher's last hidden state, the SV path (adapters, ECAPA-TDNN, AAM-softmax); one backward of
-KD x weight + SV."""
+KD x weight + SV. In the last epoch the KD weight is 0: its step is the SV path alone, and the
+teacher is not run (the KD path's gradient would be zero)."""
 
 import torch
 import torch.nn.functional as F
 
 from models.ssl import frozen_forward
-from trainer.methods.common import epochs, new_stage, scored, stage_epoch
+from trainer.methods.common import epochs, new_stage, scored, stage_epoch, sv_only
 from trainer.schedule import kd_weight
 
 __all__ = [
@@ -30,12 +31,14 @@ def student_layers(args, teacher):
 
 
 def paths(epoch, args):
-    return ('kd', 'sv')
+    return ('kd', 'sv') if kd_weight(epoch, args['epoch'], args['kd_weight']) > 0 else ('sv',)
 
 
 def step(model, teacher, clean, augmented, labels, epoch, args):
     """Returns (KD loss x the epoch's weight + SV loss, the detached values of LOSS_NAMES (5,))."""
     weight = kd_weight(epoch, args['epoch'], args['kd_weight'])
+    if weight == 0:
+        return sv_only(model, augmented, labels)
     return step_losses(model, teacher, clean, augmented, labels, weight, args['normalize_wave'])
 
 
