@@ -26,10 +26,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from arguments import get_args  # noqa: E402
 from data.audio import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
+from evaluation.evaluate import embed_utterances  # noqa: E402
 from machine import describe  # noqa: E402
+from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
-from trainer.evaluate import embed_utterances  # noqa: E402
-from trainer.trainer import build_model  # noqa: E402
 from utils.distributed import data_workers  # noqa: E402
 
 
@@ -72,7 +72,7 @@ def compare(args, front_end_norm, root, keys, device, workers, repeats):
     model = demo_model(args, front_end_norm, device)
     num_samples = args['num_test_frames'] * FRAME_SAMPLES
     budget = round(args['eval_batch_seconds'] * SAMPLE_RATE)
-    loading = workers if device.type == 'cuda' else 0  # as trainer.evaluate.evaluate chooses
+    loading = workers if device.type == 'cuda' else 0  # as evaluation.evaluate.evaluate chooses
 
     def run(max_samples, num_workers):
         return embed_utterances(

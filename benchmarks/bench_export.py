@@ -41,8 +41,8 @@ from inference.export import (  # noqa: E402
     quiet_exporters,
 )
 from machine import describe  # noqa: E402
+from models.build import build_model  # noqa: E402
 from models.ssl import count_parameters  # noqa: E402
-from trainer.trainer import build_model  # noqa: E402
 
 SAMPLE_RATE = 16000
 SECONDS = (3, 10)

@@ -4,7 +4,7 @@ W2V2-based ECAPA-TDNN and 79 % less SSL inference time.
 
 Each teacher is built from its public config's values, written out below, with random weights
 (no download; the values change neither the counts nor the work of a forward), and the trained system from
-it with the project's own trainer.trainer.build_model and arguments.py's defaults (4 student
+it with the project's own models.build.build_model and arguments.py's defaults (4 student
 layers, ECAPA-TDNN C=512, 192-dim embedding) for VoxCeleb2's 5,994 speakers. Printed per shape:
 the parameters of each part; the size reduction of the deployed system, (student SSL + adapters
 + ECAPA) against (teacher SSL + ECAPA), the AAM head left out of both (it exists only in
@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS  # noqa: E402
 from machine import describe  # noqa: E402
+from models.build import build_model  # noqa: E402
 from models.ecapa import EcapaTdnn  # noqa: E402
 from models.ssl import count_parameters  # noqa: E402
-from trainer.trainer import build_model  # noqa: E402
 
 SAMPLE_RATE = 16000
 VOXCELEB2_SPEAKERS = 5994

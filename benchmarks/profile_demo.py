@@ -29,17 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import main  # noqa: E402
 from benchmarks.train_step import CPU_SDPA_FLOPS  # noqa: E402
+from data.voxceleb import training_manifest  # noqa: E402
+from evaluation.evaluate import evaluate  # noqa: E402
+from evaluation.trials import load_trial_lists  # noqa: E402
+from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
-from trainer.evaluate import evaluate  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
-from trainer.trainer import (  # noqa: E402
-    build_model,
-    build_optimizer,
-    build_train_loader,
-    load_trial_lists,
-    set_lrs,
-    training_manifest,
-)
+from trainer.trainer import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
 TOP = 12

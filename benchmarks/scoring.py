@@ -20,7 +20,7 @@ from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from trainer.scoring import score_trials, utterance_vectors  # noqa: E402
+from evaluation.scoring import score_trials, utterance_vectors  # noqa: E402
 from utils.metrics import compute_metrics  # noqa: E402
 
 NUM_TRIALS = 579_818  # VoxCeleb1-E (list_test_all2.txt)

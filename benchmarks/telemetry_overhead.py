@@ -1,4 +1,4 @@
-"""What the run's telemetry (trainer/telemetry.py: the data-wait clock around every batch, and at
+"""What the run's telemetry (utils/telemetry.py: the data-wait clock around every batch, and at
 every log_interval the device synchronised, the ranks' figures gathered, the perf/ and health/
 metrics and the longer log line written) costs on the embedded demo's training steps.
 
@@ -27,13 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arguments import get_args  # noqa: E402
 from data.demo import prepare_demo  # noqa: E402
+from data.voxceleb import training_manifest  # noqa: E402
 from log.controller import LogModuleController  # noqa: E402
 from machine import describe  # noqa: E402
+from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.loop import EpochState, Job, StopSignal, train_epoch  # noqa: E402
-from trainer.telemetry import Telemetry  # noqa: E402
-from trainer.trainer import build_model, build_optimizer, build_train_loader, set_lrs, training_manifest  # noqa: E402
+from trainer.trainer import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from utils.distributed import data_workers  # noqa: E402
+from utils.telemetry import Telemetry  # noqa: E402
 
 CPU = torch.device('cpu')
 

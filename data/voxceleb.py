@@ -9,6 +9,7 @@ import numpy as np
 
 from data.audio import SAMPLE_RATE, resampled_length
 from data.manifest import scan_tree
+from utils import distributed
 
 
 @dataclass
@@ -174,6 +175,34 @@ def random_subset(manifest: Manifest, count: int, seed: int) -> Manifest:
         root=manifest.root,
         unreadable=manifest.unreadable,
     )
+
+
+def training_manifest(args, logger):
+    """The training files and speakers, scanned once into path_cache (rank 0 first, the others then
+    read its cache), with what the scan found said in the log: files left out, resampled or
+    mixed down, counts unlike the official ones."""
+
+    def scan():
+        return scan_voxceleb(args['path_train'], 'path_train', args['path_cache'], args['min_train_seconds'])
+
+    manifest = scan() if distributed.is_main() else None
+    distributed.barrier()
+    manifest = manifest or scan()
+    for note in manifest.notes:
+        logger.log_text(note)
+    if 0 < args['max_train_files'] < len(manifest.paths):
+        manifest = random_subset(manifest, args['max_train_files'], args['seed'])
+        logger.log_text(
+            f'max_train_files={args["max_train_files"]}: training on a random subset, '
+            f'{len(manifest.paths)} files of {len(manifest.speakers)} speakers'
+        )
+    if len(manifest.unreadable) > args['max_bad_files']:
+        raise ValueError(
+            f'path_train: {len(manifest.unreadable)} training files cannot be read (more than '
+            f'max_bad_files={args["max_bad_files"]}), the first: {", ".join(manifest.unreadable[:3])}; '
+            f'repair or remove them, or raise max_bad_files'
+        )
+    return manifest
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """mode=embed: embeddings of a user's files with a trained model, as evaluation computes them.
 
     out/embeddings.npy   float32 (N, 2E): per file, [unit full-utterance embedding | mean of the unit
-                         segment embeddings] (trainer.scoring.utterance_vectors), so that the score
+                         segment embeddings] (evaluation.scoring.utterance_vectors), so that the score
                          of two files is 0.5 x the dot product of their rows
     out/keys.txt         the files, one a line, row i of the matrix = line i, in the order of wav_list
     out/bad_files.txt    the files that could not be embedded, '<file>\t<why>' a line (empty: none)
@@ -22,8 +22,8 @@ import torch
 
 from data.audio import AudioError, audio_info
 from data.voxceleb import conversion_notes
+from evaluation.evaluate import embed_as_set
 from inference.model import MIN_SAMPLES, load_model
-from trainer.evaluate import embed_as_set
 from utils.checkpoint import write_atomic
 from utils.progress import progress_bar
 

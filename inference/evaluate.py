@@ -1,9 +1,11 @@
 """mode=evaluate: the trial lists scored with a checkpoint's model, into the run folder's
 results.json, as the end of a training run scores them."""
 
+from data.voxceleb import training_manifest
+from evaluation.results import final_evaluation
+from evaluation.trials import load_trial_lists
 from inference.model import load_model
-from trainer.telemetry import Telemetry
-from trainer.trainer import final_evaluation, load_trial_lists, training_manifest
+from utils.telemetry import Telemetry
 
 
 def evaluate_checkpoint(args, logger, device, state):

@@ -5,8 +5,8 @@ except for checkpoints written before they carried the student's config."""
 
 import math
 
-from models.ssl import count_parameters, load_teacher
-from trainer.trainer import build_model
+from models.build import build_model, parameter_counts
+from models.ssl import load_teacher
 from utils.seed import seed_everything
 
 # the shortest wave the model embeds: two frames of the wav2vec 2.0 CNN (400 + 320 samples), as ECAPA-TDNN's
@@ -30,11 +30,7 @@ def load_model(state, args, logger, device):
         teacher = load_teacher(model_args['model_name_or_path'], model_args['tiny_ssl'])
     model = build_model(model_args, teacher, state['num_classes'], ssl_config=state.get('ssl_config'))
     model.load_state_dict(state['model'])
-    params = state.get('params') or {
-        'teacher': count_parameters(teacher) if teacher is not None else None,
-        'student': count_parameters(model.student),
-        'backend': count_parameters(model.backend),
-    }
+    params = state.get('params') or parameter_counts(teacher, model)
     return model.to(device).eval(), params
 
 

@@ -6,9 +6,9 @@ import math
 import os
 
 from data.audio import AudioError
+from evaluation.scoring import score_trials
 from inference.embed import check_files, embed_vectors
 from inference.model import checkpoint_threshold, load_model
-from trainer.scoring import score_trials
 
 SIDES = ('enroll', 'test')
 

@@ -28,9 +28,9 @@ from log.backend import RunInfo
 from log.local import LocalBackend
 from log.neptune_backend import NeptuneBackend
 from log.plots import draw_epoch_plots, draw_score_plots
-from log.redact import redact_parameters, redact_text, secret_values
 from log.tensorboard_backend import TensorBoardBackend
 from log.wandb_backend import WandbBackend
+from utils.redact import redact_parameters, redact_text, secret_values
 
 
 def describe(error):

@@ -2,7 +2,7 @@
 
 import os
 
-from log.redact import redact_source
+from utils.redact import redact_source
 
 SOURCE_NAMES = ('requirements.txt', 'README.md')
 

@@ -16,9 +16,9 @@ import torch
 from data.datasets import TrainSet
 from trainer.methods import METHODS
 from trainer.methods.common import LOSS_NAMES
-from trainer.telemetry import Telemetry
 from utils import distributed
 from utils.progress import format_duration, progress_bar
+from utils.telemetry import Telemetry
 
 
 class TrainingDiverged(Exception):

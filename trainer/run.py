@@ -4,10 +4,10 @@ checkpoints: what last.pt / best.pt hold, and how a resumed run takes it back.""
 import os
 import time
 
-from log.redact import without_secrets
 from trainer.loop import EpochState
 from utils import distributed
 from utils.checkpoint import gather_rng_states, load_checkpoint, set_rng_state
+from utils.redact import without_secrets
 
 
 class Run:

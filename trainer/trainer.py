@@ -11,65 +11,27 @@ from torch.utils.data import DataLoader
 
 from data.audio import FRAME_SAMPLES
 from data.augment import Augmenter
-from data.datasets import TrainSet, resolve_test_files
+from data.datasets import TrainSet
 from data.sampler import GlobalBatchSampler
-from data.voxceleb import (
-    OFFICIAL_TRIAL_FILES,
-    class_weights,
-    identify_voxceleb,
-    random_subset,
-    read_trials,
-    scan_voxceleb,
-)
-from models.aam import AAMSoftmax
-from models.ecapa import EcapaTdnn
-from models.speaker_net import SpeakerNet
-from models.ssl import count_parameters, load_teacher, preprocessor_normalizes
-from models.student import Student
-from trainer.evaluate import evaluate, training_cohort, trial_utterances
-from trainer.methods import METHODS
+from data.voxceleb import class_weights, training_manifest
+from evaluation.evaluate import evaluate, trial_utterances
+from evaluation.results import final_evaluation, log_evaluation
+from evaluation.trials import load_trial_lists
+from models.build import build_model, parameter_counts
+from models.ssl import load_teacher, preprocessor_normalizes
 from trainer.loop import EpochState, Job, StopSignal, global_step, loss_means, train_epoch
+from trainer.methods import METHODS
 from trainer.run import Run
 from trainer.schedule import group_lrs
-from trainer.telemetry import Telemetry, summary_text
 from utils import distributed
 from utils.seed import seed_everything
+from utils.telemetry import Telemetry
 
-TRIAL_LISTS = {'Vox1-O': 'trials_vox1_o', 'Vox1-E': 'trials_vox1_e', 'Vox1-H': 'trials_vox1_h', 'Val': 'trials_val'}
 # best_model: the list whose EER after each epoch chooses the best epoch (None: the last epoch)
 BEST_MODELS = {'vox1_o': 'Vox1-O', 'val': 'Val', 'last': None}
 THRESHOLD_LIST = 'Vox1-O'  # best_model=last: mode=verify's threshold is this list's EER point
 TEST_LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-
-
-def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
-    """Student (copied from the teacher: as many layers as the method keeps, with adapters where it
-    has them) + ECAPA-TDNN sized from the SSL width + AAM-softmax. With ssl_config (a checkpoint's,
-    see Run.checkpoint) the student is built from its own config instead, teacher None, its weights
-    random until the checkpoint's are loaded."""
-    method = METHODS[args['method']]
-    num_layers = method.student_layers(args, teacher) if ssl_config is None else None
-    student = Student(
-        teacher,
-        num_layers,
-        args['adapter_bottleneck'],
-        args['adapter_scale'],
-        args['adapter_input_residual'],
-        with_adapters=method.ADAPTERS,
-        ssl_config=ssl_config,
-    )
-    backend = EcapaTdnn(
-        student.hidden_size,
-        args['ecapa_channels'],
-        args['embedding_size'],
-        args['spec_mask_freq'],
-        args['spec_mask_time'],
-        args['spec_mask_p'],
-    )
-    head = AAMSoftmax(args['embedding_size'], num_classes, args['aam_margin'], args['aam_scale'], weights)
-    frozen = getattr(method, 'FROZEN_SSL', False)
-    return SpeakerNet(student, backend, head, normalize_wave=args['normalize_wave'], frozen_ssl=frozen)
 
 
 def build_optimizer(model):
@@ -90,65 +52,6 @@ def set_lrs(optimizer, epoch, args):
     for group in optimizer.param_groups:
         group['lr'] = lrs[group['name']]
     return lrs
-
-
-def training_manifest(args, logger):
-    """The training files and speakers, scanned once into path_cache (rank 0 first, the others then
-    read its cache), with what the scan found said in the log: files left out, resampled or
-    mixed down, counts unlike the official ones."""
-
-    def scan():
-        return scan_voxceleb(args['path_train'], 'path_train', args['path_cache'], args['min_train_seconds'])
-
-    manifest = scan() if distributed.is_main() else None
-    distributed.barrier()
-    manifest = manifest or scan()
-    for note in manifest.notes:
-        logger.log_text(note)
-    if 0 < args['max_train_files'] < len(manifest.paths):
-        manifest = random_subset(manifest, args['max_train_files'], args['seed'])
-        logger.log_text(
-            f'max_train_files={args["max_train_files"]}: training on a random subset, '
-            f'{len(manifest.paths)} files of {len(manifest.speakers)} speakers'
-        )
-    if len(manifest.unreadable) > args['max_bad_files']:
-        raise ValueError(
-            f'path_train: {len(manifest.unreadable)} training files cannot be read (more than '
-            f'max_bad_files={args["max_bad_files"]}), the first: {", ".join(manifest.unreadable[:3])}; '
-            f'repair or remove them, or raise max_bad_files'
-        )
-    return manifest
-
-
-def load_trial_lists(args, logger, manifest=None):
-    """The trial lists found in path_trials, each under its trials_vox1_* name or else the first of
-    its official names that is there; the log says which file each came from, and which lists are
-    left out. Vox1-E and H are left out when the training set (manifest) is VoxCeleb1 dev: their
-    speakers are its speakers. Checked before any training to name only files that path_test holds."""
-    lists = {}
-    vox1_training = manifest is not None and identify_voxceleb(manifest.speakers) == 'VoxCeleb1'
-    for name, key in TRIAL_LISTS.items():
-        if vox1_training and name != 'Vox1-O':
-            logger.log_text(f'{name}: left out, path_train is VoxCeleb1 dev, whose speakers its trials use')
-            continue
-        if args[key] == 'off' or (args[key] is None and not OFFICIAL_TRIAL_FILES[name]):
-            if args[key] == 'off':
-                logger.log_text(f'{name}: left out ({key}=off)')
-            continue
-        candidates = [args[key]] if args[key] else OFFICIAL_TRIAL_FILES[name]
-        found = [
-            file
-            for file in candidates
-            if args['path_trials'] and os.path.isfile(os.path.join(args['path_trials'], file))
-        ]
-        if found:
-            lists[name] = read_trials(os.path.join(args['path_trials'], found[0]))
-            logger.log_text(f'{name}: {len(lists[name].labels)} trials from {found[0]}')
-        else:
-            where = f'in path_trials={args["path_trials"]!r}' if args['path_trials'] else '(path_trials is not set)'
-            logger.log_text(f'{name}: no {" or ".join(candidates)} {where} ({key}), left out')
-    resolve_test_files(args['path_test'], trial_utterances(lists))
-    return lists
 
 
 def build_train_loader(args, manifest, device):
@@ -205,79 +108,6 @@ def log_training(logger, epoch, lrs, losses):
     logger.log_text(
         f'epoch {epoch}: loss/kd {losses["kd"]:.4f} loss/sv {losses["sv"]:.4f} accuracy {losses["accuracy"]:.1f} %'
     )
-
-
-def log_evaluation(logger, results, epoch, prefix='eval'):
-    """Each list's metrics as <prefix>/<list>/<metric> (eval: an epoch's model; final: the best model)."""
-    for name, result in results.items():
-        log_list(logger, name, result, epoch, prefix)
-        if 'asnorm' in result:
-            norm = result['asnorm']
-            log_list(
-                logger,
-                f'{name}/asnorm',
-                dict(norm, trials=result['trials']),
-                epoch,
-                prefix,
-                f' with AS-norm (top {norm["top_k"]} of {norm["cohort"]} cohort speakers)',
-            )
-
-
-def log_list(logger, name, result, epoch, prefix, how=''):
-    if result.get('nonfinite'):
-        logger.log_text(
-            f'epoch {epoch} {name}: {result["nonfinite"]} of {result["trials"]} scores are not '
-            f'finite: not scored, the epoch does not count as an improvement'
-        )
-        return
-    for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
-        logger.log_metric(f'{prefix}/{name}/{metric}', result[metric], epoch)
-    logger.log_text(
-        f'epoch {epoch} {name}{how}: EER {result["eer"]:.3f} %, minDCF(0.05) '
-        f'{result["min_dcf_0.05"]:.4f}, minDCF(0.01) {result["min_dcf_0.01"]:.4f} '
-        f'({result["trials"]} trials)'
-    )
-
-
-def parameter_counts(teacher, model):
-    """The sizes results.json reports: the teacher, the deployed student (adapters included) and ECAPA."""
-    return {
-        'teacher': count_parameters(teacher),
-        'student': count_parameters(model.student),
-        'backend': count_parameters(model.backend),
-    }
-
-
-def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params, telemetry, manifest=None, kept=None):
-    """Scores every trial list with the best model (and with AS-norm against the training speakers
-    when asnorm_top_k is set) and writes results.json, the run's performance (telemetry) in it;
-    kept: {list: its results} scored already with the same weights (the best epoch's validation list)."""
-    show = distributed.is_main()
-    cohort = None
-    with telemetry.timed_evaluation():
-        if args['asnorm_top_k'] and trial_lists:
-            logger.log_text(
-                f'AS-norm cohort: {len(manifest.speakers)} training speakers, '
-                f'{args["asnorm_cohort_utts"]} utterances each'
-            )
-            cohort = training_cohort(model, manifest, args, device, show)
-        results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
-    log_evaluation(logger, results, best_epoch, prefix='final')
-    summary = dict(kept or {})
-    for name, result in results.items():
-        trials = trial_lists[name]
-        logger.save_scores(name, trials.enroll, trials.test, trials.labels, result.pop('scores'))
-        if 'asnorm_scores' in result:
-            logger.save_scores(f'{name}-asnorm', trials.enroll, trials.test, trials.labels, result.pop('asnorm_scores'))
-        summary[name] = result
-    summary['best_epoch'] = best_epoch
-    summary['method'] = args['method']
-    summary['params'] = params
-    summary['performance'] = telemetry.summary()
-    if summary['performance'] is not None:
-        logger.log_text(summary_text(summary['performance']))
-    logger.save_results(summary)
-    return summary
 
 
 def train(args, logger, device, resume=None):

@@ -12,9 +12,9 @@ import pytest
 
 from log.backend import LogBackend
 from log.controller import LogModuleController
-from log.redact import redact_source, secret_values, without_secrets
 from log.source import copy_source_files
 from tests.log.test_local import read_lines
+from utils.redact import redact_source, secret_values, without_secrets
 
 WARNING_END = 'it is switched off for this run, training and the local record go on'
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
 
-from models.student import Adapter, AdaptedFeedForward, Student
+from models.student import AdaptedFeedForward, Adapter, Student
 
 TINY = dict(
     hidden_size=32,

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
+from models.build import build_model
 from models.ssl import count_parameters, frozen_forward, load_teacher
 from trainer.methods.oskdft import step_losses
-from trainer.trainer import build_model, build_optimizer
+from trainer.trainer import build_optimizer
 
 # LayerDrop off: a dropped layer gets no gradient at all, which would hide what the tests look for
 TINY = dict(

@@ -17,13 +17,14 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS  # noqa: E402
+from evaluation.evaluate import embed_utterances  # noqa: E402
 from log.controller import LogModuleController  # noqa: E402
+from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
-from trainer.evaluate import embed_utterances  # noqa: E402
 from trainer.loop import EpochState, Job, StopSignal, train_epoch  # noqa: E402
-from trainer.telemetry import Telemetry  # noqa: E402
-from trainer.trainer import build_model, build_optimizer, distribute, set_lrs  # noqa: E402
+from trainer.trainer import build_optimizer, distribute, set_lrs  # noqa: E402
 from utils import distributed  # noqa: E402
+from utils.telemetry import Telemetry  # noqa: E402
 
 QUIET = dict(
     layerdrop=0.0,

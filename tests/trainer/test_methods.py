@@ -8,12 +8,13 @@ import torch
 
 import main
 from log.controller import LogModuleController
+from models.build import STUDENT_SHAPES, build_model
 from models.ssl import load_teacher, normalize_waves
 from tests.conftest import FAST
 from tests.trainer.test_oskdft import ARGS, TINY
 from trainer.loop import EpochState, Job, StopSignal, train_epoch
 from trainer.methods import METHODS
-from trainer.trainer import build_model, build_optimizer, set_lrs
+from trainer.trainer import build_optimizer, set_lrs
 
 BATCH = 4
 
@@ -61,6 +62,10 @@ def test_each_method_builds_its_student(method, layers, adapters):
     model = build_model(dict(ARGS, method=method), load_teacher('tiny', TINY), num_classes=5)
     assert len(model.student.ssl.encoder.layers) == layers  # ft: every teacher layer
     assert bool(model.student.adapters()) == adapters
+
+
+def test_every_method_has_a_student_shape_to_rebuild_its_model_from_a_checkpoint():
+    assert STUDENT_SHAPES.keys() == METHODS.keys()
 
 
 @pytest.mark.parametrize('method', ['oskdft', 'ft', 'student_ft'])

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
 from log.controller import LogModuleController
+from models.build import build_model
 from models.ssl import load_teacher
-from trainer.methods import METHODS
 from trainer.loop import EpochState, Job, StopSignal, TrainingDiverged, train_epoch
-from trainer.trainer import build_model, build_optimizer, set_lrs
+from trainer.methods import METHODS
+from trainer.trainer import build_optimizer, set_lrs
 
 NO_REGULARISATION = dict(
     layerdrop=0.0,

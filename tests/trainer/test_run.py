@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from log.controller import LogModuleController
+from models.build import build_model
 from models.ssl import load_teacher
 from tests.trainer.test_oskdft import ARGS, TINY, job_of
 from trainer.run import Run
-from trainer.trainer import build_model, build_optimizer
+from trainer.trainer import build_optimizer
 from utils.checkpoint import load_checkpoint
 
 

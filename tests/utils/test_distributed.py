@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.multiprocessing import ProcessRaisedException
 
-from trainer.evaluate import interleave, shard
+from evaluation.evaluate import interleave, shard
 from utils import distributed
 
 

@@ -4,13 +4,10 @@ last hidden state, for SV. Set beside the other methods, it shows how far the te
 features go with the same back-end and data. ft's model and step, with the SSL model frozen."""
 
 from trainer.methods.common import epochs, new_stage, paths, scored, stage_epoch
-from trainer.methods.ft import ADAPTERS, USES_TEACHER, step, student_layers
+from trainer.methods.ft import USES_TEACHER, step
 
 __all__ = [
-    'ADAPTERS',
     'USES_TEACHER',
-    'FROZEN_SSL',
-    'student_layers',
     'epochs',
     'stage_epoch',
     'new_stage',
@@ -18,4 +15,3 @@ __all__ = [
     'paths',
     'step',
 ]
-FROZEN_SSL = True

@@ -9,12 +9,7 @@ import torch.nn.functional as F
 from models.ssl import frozen_forward
 from trainer.methods.common import sv_only
 
-ADAPTERS = False
 USES_TEACHER = True
-
-
-def student_layers(args, teacher):
-    return args['num_hidden_layers']
 
 
 def epochs(args):

@@ -12,9 +12,7 @@ from trainer.methods.common import epochs, new_stage, scored, stage_epoch, sv_on
 from trainer.schedule import kd_weight
 
 __all__ = [
-    'ADAPTERS',
     'USES_TEACHER',
-    'student_layers',
     'epochs',
     'stage_epoch',
     'new_stage',
@@ -22,12 +20,7 @@ __all__ = [
     'paths',
     'step',
 ]
-ADAPTERS = True
 USES_TEACHER = True
-
-
-def student_layers(args, teacher):
-    return args['num_hidden_layers']
 
 
 def paths(epoch, args):

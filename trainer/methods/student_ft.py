@@ -4,9 +4,7 @@ fine-tuned for SV without KD: set beside oskdft, it shows what the distillation 
 from trainer.methods.common import epochs, new_stage, paths, scored, stage_epoch, sv_only
 
 __all__ = [
-    'ADAPTERS',
     'USES_TEACHER',
-    'student_layers',
     'epochs',
     'stage_epoch',
     'new_stage',
@@ -14,12 +12,7 @@ __all__ = [
     'paths',
     'step',
 ]
-ADAPTERS = False
 USES_TEACHER = False
-
-
-def student_layers(args, teacher):
-    return args['num_hidden_layers']
 
 
 def step(model, teacher, clean, augmented, labels, epoch, args):

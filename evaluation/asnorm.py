@@ -5,7 +5,7 @@ are the mean and standard deviation of utterance u's top_k highest scores agains
 al., 2017; WeSpeaker's score_norm.py). The statistics depend on the utterance alone, so they are computed
 once per utterance (N x C cohort scores) and looked up per trial, never once per trial (M x C).
 
-Cohort scores use the trial score's formula of trainer/scoring.py: 0.5 x (full . full + seg_mean . seg_mean),
+Cohort scores use the trial score's formula of evaluation/scoring.py: 0.5 x (full . full + seg_mean . seg_mean),
 each cohort speaker standing in for one utterance.
 """
 

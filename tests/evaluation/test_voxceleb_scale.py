@@ -14,10 +14,11 @@ from sklearn.metrics import roc_curve
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
 from data.voxceleb import scan_voxceleb
+from evaluation.evaluate import evaluate
+from evaluation.trials import load_trial_lists
+from models.build import build_model
 from models.ssl import load_teacher
 from tests.conftest import ROOT
-from trainer.evaluate import evaluate
-from trainer.trainer import build_model, load_trial_lists
 
 VERI_TEST = os.path.join(os.path.dirname(ROOT), 'shared', 'voxceleb', 'veri_test.txt')
 TINY = dict(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.asnorm import apply_asnorm, asnorm_scores, cohort_vectors, top_k_stats, utterance_stats
+from evaluation.asnorm import apply_asnorm, asnorm_scores, cohort_vectors, top_k_stats, utterance_stats
 
 NUM_UTTS, NUM_TRAIN, NUM_SPEAKERS, DIM, TOP_K = 40, 120, 30, 16, 10
 

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 
 from data.audio import FRAME_SAMPLES, SAMPLE_RATE
 from data.datasets import EnrollSet, collate_enrollment
-from trainer.asnorm import apply_asnorm, cohort_vectors, utterance_stats
-from trainer.scoring import score_trials, utterance_vectors
+from evaluation.asnorm import apply_asnorm, cohort_vectors, utterance_stats
+from evaluation.scoring import score_trials, utterance_vectors
 from utils import distributed
 from utils.metrics import compute_metrics, eer_threshold
 from utils.progress import progress_bar

@@ -6,9 +6,9 @@ import soundfile as sf
 import torch
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
+from evaluation.evaluate import embed_utterances, plan_batches
+from models.build import build_model
 from models.ssl import load_teacher
-from trainer.evaluate import embed_utterances, plan_batches
-from trainer.trainer import build_model
 
 TINY = dict(
     hidden_size=32,

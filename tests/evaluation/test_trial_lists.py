@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
-from trainer.trainer import load_trial_lists
+from evaluation.trials import load_trial_lists
 
 
 class Texts:

@@ -11,15 +11,17 @@ import pytest
 import torch
 
 from data.datasets import TrainSet
+from data.voxceleb import training_manifest
 from log.controller import LogModuleController
+from models.build import build_model
 from models.ssl import load_teacher
 from tests.trainer.test_oskdft import ARGS, TINY
 from tests.trainer.test_run import new_run
 from trainer.loop import EpochState, Job, StopSignal, train_epoch
-from trainer.telemetry import Telemetry
-from trainer.trainer import build_model, build_optimizer, build_train_loader, set_lrs, training_manifest
+from trainer.trainer import build_optimizer, build_train_loader, set_lrs
 from utils.hardware import GIB, peak_resident_bytes
 from utils.progress import format_duration
+from utils.telemetry import Telemetry
 
 CPU = torch.device('cpu')
 

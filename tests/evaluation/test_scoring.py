@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from data.voxceleb import Trials
-from trainer.evaluate import score_lists
-from trainer.scoring import score_trials, utterance_vectors
+from evaluation.evaluate import score_lists
+from evaluation.scoring import score_trials, utterance_vectors
 from trainer.trainer import improves
 
 

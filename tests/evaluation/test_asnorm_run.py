@@ -6,10 +6,10 @@ import soundfile as sf
 import torch
 
 from data.voxceleb import Trials, scan_voxceleb
+from evaluation.evaluate import score_lists, training_cohort
+from models.build import build_model
 from models.ssl import load_teacher
 from tests.trainer.test_oskdft import ARGS, TINY
-from trainer.evaluate import score_lists, training_cohort
-from trainer.trainer import build_model
 from utils.metrics import compute_eer
 
 

@@ -1,0 +1,70 @@
+"""What an evaluation reports: each list's metrics in the log, and the final scoring of every list
+with the best model into results.json (at the end of a training run, and in mode=evaluate)."""
+
+from evaluation.evaluate import evaluate, training_cohort
+from utils import distributed
+from utils.telemetry import summary_text
+
+
+def log_evaluation(logger, results, epoch, prefix='eval'):
+    """Each list's metrics as <prefix>/<list>/<metric> (eval: an epoch's model; final: the best model)."""
+    for name, result in results.items():
+        log_list(logger, name, result, epoch, prefix)
+        if 'asnorm' in result:
+            norm = result['asnorm']
+            log_list(
+                logger,
+                f'{name}/asnorm',
+                dict(norm, trials=result['trials']),
+                epoch,
+                prefix,
+                f' with AS-norm (top {norm["top_k"]} of {norm["cohort"]} cohort speakers)',
+            )
+
+
+def log_list(logger, name, result, epoch, prefix, how=''):
+    if result.get('nonfinite'):
+        logger.log_text(
+            f'epoch {epoch} {name}: {result["nonfinite"]} of {result["trials"]} scores are not '
+            f'finite: not scored, the epoch does not count as an improvement'
+        )
+        return
+    for metric in ('eer', 'min_dcf_0.05', 'min_dcf_0.01'):
+        logger.log_metric(f'{prefix}/{name}/{metric}', result[metric], epoch)
+    logger.log_text(
+        f'epoch {epoch} {name}{how}: EER {result["eer"]:.3f} %, minDCF(0.05) '
+        f'{result["min_dcf_0.05"]:.4f}, minDCF(0.01) {result["min_dcf_0.01"]:.4f} '
+        f'({result["trials"]} trials)'
+    )
+
+
+def final_evaluation(model, trial_lists, args, device, logger, best_epoch, params, telemetry, manifest=None, kept=None):
+    """Scores every trial list with the best model (and with AS-norm against the training speakers
+    when asnorm_top_k is set) and writes results.json, the run's performance (telemetry) in it;
+    kept: {list: its results} scored already with the same weights (the best epoch's validation list)."""
+    show = distributed.is_main()
+    cohort = None
+    with telemetry.timed_evaluation():
+        if args['asnorm_top_k'] and trial_lists:
+            logger.log_text(
+                f'AS-norm cohort: {len(manifest.speakers)} training speakers, '
+                f'{args["asnorm_cohort_utts"]} utterances each'
+            )
+            cohort = training_cohort(model, manifest, args, device, show)
+        results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
+    log_evaluation(logger, results, best_epoch, prefix='final')
+    summary = dict(kept or {})
+    for name, result in results.items():
+        trials = trial_lists[name]
+        logger.save_scores(name, trials.enroll, trials.test, trials.labels, result.pop('scores'))
+        if 'asnorm_scores' in result:
+            logger.save_scores(f'{name}-asnorm', trials.enroll, trials.test, trials.labels, result.pop('asnorm_scores'))
+        summary[name] = result
+    summary['best_epoch'] = best_epoch
+    summary['method'] = args['method']
+    summary['params'] = params
+    summary['performance'] = telemetry.summary()
+    if summary['performance'] is not None:
+        logger.log_text(summary_text(summary['performance']))
+    logger.save_results(summary)
+    return summary
