@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -77,3 +78,23 @@ def test_class_weights_give_torch_weighted_cross_entropy():
     torch.testing.assert_close(loss, (w * nll).sum() / w.sum())
     assert not torch.allclose(loss, plain(emb, labels)[0])
     assert set(weighted.state_dict()) == {'weight'}  # checkpoints load with or without weights
+
+
+@pytest.mark.parametrize('emb_dtype', [torch.float32, torch.bfloat16])
+def test_cosines_and_loss_stay_float32_under_bf16_autocast(emb_dtype):
+    """x scale 30 a bf16 cosine (8 bits) would move a logit by ~0.1: under autocast the cosines are
+    float32 and equal the float64 ones to float32 rounding, far below bf16's step (~4e-3 near 1)."""
+    torch.manual_seed(3)
+    head = AAMSoftmax(192, 50)
+    emb, labels = torch.randn(16, 192).to(emb_dtype), torch.arange(16) % 50
+    expected = F.normalize(emb.double()) @ F.normalize(head.weight.double()).T  # (B, num_classes)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        cosine = head.cosines(emb)
+        loss, _ = head(emb, labels)
+    assert cosine.dtype == torch.float32 and loss.dtype == torch.float32
+    torch.testing.assert_close(cosine.double(), expected, rtol=0, atol=1e-6)
+    logits = 30.0 * expected
+    target = torch.arange(16), labels
+    logits[target] = 30.0 * torch.cos(torch.acos(expected[target]) + 0.2)  # every angle + 0.2 below pi here
+    expected_loss = F.cross_entropy(logits, labels)
+    assert loss.item() == pytest.approx(expected_loss.item(), rel=1e-5)

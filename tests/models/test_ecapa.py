@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import models.ecapa as ecapa
 from models.ecapa import EcapaTdnn, random_band
@@ -32,6 +33,31 @@ def test_spec_mask_zeroes_the_drawn_rectangle_in_every_utterance(monkeypatch):
     expected = x.clone()
     expected[:, 2:5, 4:6] = 0
     assert torch.equal(model.spec_mask(x), expected)
+
+
+@pytest.mark.parametrize('lengths', [None, [9, 6]], ids=['one-length', 'padded'])
+def test_the_first_convolution_sees_each_utterance_instance_normalised_then_the_rectangle_zeroed(monkeypatch, lengths):
+    """In training, what enters conv1: each utterance normalised per channel over its own valid
+    frames (padding 0), and only then the drawn rectangle set to 0, so neither the rectangle's
+    zeros nor the padding reach the norm's mean and variance."""
+    bands = iter([(1, 3), (2, 5)])  # channels 1..3, frames 2..6: partly in the padded row's padding
+    monkeypatch.setattr(ecapa, 'random_band', lambda length, max_width: next(bands))
+    torch.manual_seed(4)
+    model = EcapaTdnn(6, channels=16, mask_freq=3, mask_time=5, mask_p=1.0).double().train()
+    x = 3.0 * torch.randn(2, 9, 6, dtype=torch.float64) + 1.0  # (B, T, D)
+    seen = []
+    model.conv1.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+    model(x, None if lengths is None else torch.tensor(lengths))
+
+    expected = torch.zeros(2, 6, 9, dtype=torch.float64)  # (B, D, T)
+    for row, length in enumerate(lengths or [9, 9]):
+        valid = x[row, :length].T  # (D, t)
+        mean, var = valid.mean(dim=1, keepdim=True), valid.var(dim=1, unbiased=False, keepdim=True)
+        expected[row, :, :length] = (valid - mean) / torch.sqrt(var + 1e-5)
+        torch.testing.assert_close(expected[row, :, :length], F.instance_norm(valid[None])[0])
+    expected[:, 1:4, 2:7] = 0
+    (entering,) = seen
+    torch.testing.assert_close(entering, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_spec_mask_is_one_rectangle_for_the_batch_within_the_limits():

@@ -2,6 +2,7 @@
 that inference runs through the adapters, and that the optimizer holds every parameter once."""
 
 import collections
+import copy
 
 import numpy as np
 import pytest
@@ -34,11 +35,19 @@ KD_WEIGHT = 75.0
 MASK_ONLY = {'student.ssl.masked_spec_embed'}
 
 
-def build(stable=False, trained_adapters=False):
+def build(stable=False, trained_adapters=False, trained_norms=False):
     """(frozen teacher, SpeakerNet for 5 speakers) in training mode; trained_adapters: every
-    adapter weight random, as after training (a fresh adapter's `up` is zero)."""
+    adapter weight random, as after training (a fresh adapter's `up` is zero); trained_norms: every
+    LayerNorm's scale and shift random in the teacher (a fresh one's 1 and 0 leave its input's
+    normalised values as they are, hiding which of the two a module reads)."""
     torch.manual_seed(0)
     teacher = load_teacher('tiny', dict(TINY, **PRE_LN) if stable else TINY)
+    if trained_norms:
+        with torch.no_grad():
+            for module in teacher.modules():
+                if isinstance(module, torch.nn.LayerNorm):
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.normal_(0.0, 0.3)
     model = build_model(ARGS, teacher, num_classes=5).train()
     if trained_adapters:
         with torch.no_grad():
@@ -155,9 +164,33 @@ def test_kd_and_sv_gradients_add_up_to_the_training_steps():
         torch.testing.assert_close(p.grad, expected + torch.zeros_like(p), rtol=1e-9, atol=1e-12, msg=name)
 
 
+def adapted_teacher_by_hand(teacher, model):
+    """wave (1, L) -> (1, T, D): a plain Hugging Face copy of the teacher's first layers, eval mode,
+    each layer's feed-forward block given s * up(relu(down(LN_a(h)))) by a hook, h the residual
+    stream entering the block, with the weights of the model's adapter of that layer."""
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = ARGS['num_hidden_layers']
+    ssl = type(teacher)(config).eval()
+    ssl.load_state_dict(teacher.state_dict(), strict=False)  # the teacher's later layers left out
+    entering = {}
+    for layer, adapter in zip(ssl.encoder.layers, model.student.adapters()):
+        norm, down, up = adapter.layer_norm, adapter.down, adapter.up
+
+        def add_adapter(module, inputs, output, norm=norm, down=down, up=up):
+            h = F.layer_norm(entering['h'], norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            return output + ARGS['adapter_scale'] * F.linear(
+                torch.relu(F.linear(h, down.weight, down.bias)), up.weight, up.bias
+            )
+
+        block_input = layer.final_layer_norm if teacher.config.do_stable_layer_norm else layer.feed_forward
+        block_input.register_forward_pre_hook(lambda module, inputs: entering.update(h=inputs[0]))
+        layer.feed_forward.register_forward_hook(add_adapter)
+    return lambda wave: ssl(wave).last_hidden_state
+
+
 @pytest.mark.parametrize('stable', [False, True], ids=['post-LN', 'pre-LN'])
 def test_embed_runs_through_every_adapter_and_is_deterministic_in_eval(stable):
-    teacher, model = build(stable, trained_adapters=True)
+    teacher, model = build(stable, trained_adapters=True, trained_norms=True)
     model.eval()
     wave = make_batch()[1]
     with torch.no_grad():
@@ -165,8 +198,16 @@ def test_embed_runs_through_every_adapter_and_is_deterministic_in_eval(stable):
         embedding = model.embed(wave)  # (B, E)
         torch.manual_seed(4)  # other draws: nothing random may run
         torch.testing.assert_close(model.embed(wave), embedding, rtol=0, atol=0)
-        torch.testing.assert_close(model.embed(wave[1:2]), embedding[1:2], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(model.embed(wave), model.backend(model.student(wave, adapters=True)), rtol=0, atol=0)
+        # each utterance alone through the adapted teacher by hand and the back-end, and a padded
+        # batch of the utterances cut to other lengths: each row its utterance's embedding alone
+        hand = adapted_teacher_by_hand(teacher, model)
+        cut = torch.tensor([8000, 5600, 6400])
+        padded = model.embed(wave * (torch.arange(wave.shape[1]) < cut[:, None]), cut)  # (B, E)
+        for row, length in enumerate(cut.tolist()):
+            alone = model.backend(hand(wave[row : row + 1]))  # (1, E)
+            torch.testing.assert_close(embedding[row : row + 1], alone, rtol=1e-5, atol=1e-5)
+            alone = model.backend(hand(wave[row : row + 1, :length]))
+            torch.testing.assert_close(padded[row : row + 1], alone, rtol=1e-5, atol=1e-5)
         without = model.backend(model.student(wave, adapters=False))
         assert (without - embedding).norm() > 1e-2 * embedding.norm()
         lengths = torch.full((wave.shape[0],), wave.shape[1])

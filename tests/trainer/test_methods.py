@@ -1,6 +1,7 @@
 """The four methods of the paper's table: which model each builds, which parameters a step of
 each trains, and each one's whole run on the small demo corpus."""
 
+import copy
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from log.controller import LogModuleController
 from models.build import STUDENT_SHAPES, build_model
 from models.ssl import load_teacher, normalize_waves
 from tests.conftest import FAST
-from tests.trainer.test_oskdft import ARGS, TINY
+from tests.trainer.test_oskdft import ARGS, TINY, job_of, run_epoch
 from trainer.loop import EpochState, Job, StopSignal, train_epoch
 from trainer.methods import METHODS
 from trainer.trainer import build_optimizer, set_lrs
@@ -75,6 +76,62 @@ def test_a_step_trains_the_student_the_back_end_and_the_head(method):
         moved, _ = changed(before, model, part)
         assert moved, f'{method}: no {part} parameter changed'
     assert (losses['kd'] > 0) == (method == 'oskdft') and losses['sv'] > 0
+
+
+def first_layers(teacher, layers):
+    """A plain Hugging Face model of the teacher's class holding its front end and first `layers`
+    layers (no adapters), every weight trainable."""
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = layers
+    ssl = type(teacher)(config).to(torch.float64)
+    missing, unexpected = ssl.load_state_dict(teacher.state_dict(), strict=False)
+    assert missing == [] and all(int(name.split('.')[2]) >= layers for name in unexpected)
+    return ssl.requires_grad_(True)
+
+
+@pytest.mark.parametrize('method, layers', [('ft', 3), ('student_ft', 2), ('frozen', 3)])
+def test_one_step_of_an_sv_only_method_descends_the_sv_loss_of_the_teachers_first_layers(method, layers):
+    """ft, student_ft and frozen: one SGD step (lr 1, over the groups build_optimizer makes) moves
+    every weight by minus the gradient of the AAM loss of ECAPA-TDNN on the last hidden state of a
+    plain copy of the teacher's first `layers` layers: no adapter, no KD term, no teacher run (None).
+    frozen: that copy in eval mode and out of the step, only the back-end and the head train."""
+    frozen = method == 'frozen'
+    torch.manual_seed(0)
+    teacher = load_teacher('tiny', TINY).double()
+    model = build_model(dict(ARGS, method=method), teacher, num_classes=5).double()
+    generator = torch.Generator().manual_seed(1)
+    augmented = torch.randn(BATCH, 8000, generator=generator, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 4])
+
+    ssl = first_layers(teacher, layers).train(not frozen).requires_grad_(not frozen)
+    backend, head = copy.deepcopy(model.backend).train(), copy.deepcopy(model.head)
+    parts = {'student.ssl.': ssl, 'backend.': backend, 'head.': head}
+    reference = {prefix + name: p for prefix, part in parts.items() for name, p in part.named_parameters()}
+    assert sorted(reference) == sorted(name for name, _ in model.named_parameters())  # no adapter anywhere
+    for name, p in model.named_parameters():
+        assert torch.equal(p, reference[name]), name
+    sv_loss, accuracy = head(backend(ssl(augmented).last_hidden_state), labels)
+    sv_loss.backward()
+
+    optimizer = build_optimizer(model)
+    assert [group['name'] for group in optimizer.param_groups] == ['backend'] + ['student'] * (not frozen)
+    sgd = torch.optim.SGD([{'params': group['params']} for group in optimizer.param_groups], lr=1.0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    clean = torch.full_like(augmented, float('nan'))  # the teacher's input: nothing of it may reach the step
+    state, finished = run_epoch(job_of(model, None, [(clean, augmented, labels)], sgd, method=method))
+
+    losses = state.means()
+    assert finished and state.step == 1 and state.skipped == 0
+    assert losses['sv'] == pytest.approx(sv_loss.item(), rel=1e-12) and losses['total'] == losses['sv']
+    assert losses['kd'] == 0 and losses['kd_mse'] == 0 and losses['accuracy'] == accuracy.item()
+    for name, p in model.named_parameters():
+        expected = reference[name].grad
+        if expected is None:  # frozen's SSL model; the mask vector, with time masking off
+            assert p.grad is None and torch.equal(p, before[name]), name
+        else:
+            torch.testing.assert_close(before[name] - p.detach(), expected, rtol=1e-9, atol=1e-12, msg=name)
+    trained = {name.split('.')[0] for name, p in model.named_parameters() if p.grad is not None}
+    assert trained == ({'backend', 'head'} if frozen else {'backend', 'head', 'student'})
 
 
 def test_kd_ft_trains_only_the_student_by_kd_first_then_everything_by_sv():
