@@ -152,11 +152,21 @@ def resolve_arguments(argv):
                 f'(the run has {kept}); start a new run to change them'
             )
         args = {**args, **saved, **overrides, 'resume': path}
-        return args, state
+        return given_data(args, overrides), state
     if args['mode'] in CHECKPOINT_MODES and args['checkpoint']:
         state = load_checkpoint(args['checkpoint'])
-        return {**args, **state['args'], **overrides, 'mode': args['mode'], 'resume': None}, state
+        args = {**args, **state['args'], **overrides, 'mode': args['mode'], 'resume': None}
+        return given_data(args, overrides), state
     return args, None
+
+
+def given_data(args, overrides):
+    """A checkpoint of a demo run carries demo=True, which would point every dataset path at the
+    demo corpus again: a dataset path on the command line turns that off, so the paths given are
+    the ones used (the others are the checkpoint's)."""
+    if args.get('demo') and any(key in overrides for key in DATASET_PATHS):
+        return {**args, 'demo': False}
+    return args
 
 
 def use_demo_corpus(args):

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,6 +185,26 @@ def test_evaluate_mode_reproduces_the_best_models_results_without_the_teacher(ru
         assert again[name]['eer_threshold'] == pytest.approx(first[name]['eer_threshold'], abs=1e-12)
     assert again['best_epoch'] == first['best_epoch'] and again['params'] == first['params']
     assert again['performance']['evaluation_seconds'] > 0 and 'training_steps' not in again['performance']
+
+
+def test_a_demo_checkpoint_scores_the_dataset_paths_given_on_the_command_line(run_dir, corpus, tmp_path, monkeypatch):
+    """A demo run's checkpoint carries demo=True; path_test / path_trials given for mode=evaluate
+    must be the ones scored, not replaced by the demo corpus's."""
+    state = torch.load(run_dir / 'best.pt', map_location='cpu', weights_only=False)
+    state['args'] = {**state['args'], 'demo': True, 'path_test': '/demo/test', 'path_trials': '/demo/trials'}
+    torch.save(state, tmp_path / 'demo.pt')
+
+    def replaced(args):
+        raise AssertionError('the demo corpus replaced the paths given')
+
+    monkeypatch.setattr(main, 'use_demo_corpus', replaced)
+    paths = [f'{key}={corpus[key]}' for key in ('path_test', 'path_trials')]
+    main.main(paths + ['mode=evaluate', f'checkpoint={tmp_path / "demo.pt"}', f'path_log={tmp_path / "exp"}'])
+    (folder,) = (tmp_path / 'exp' / 'OS-KDFT').iterdir()
+    results = json.loads((folder / 'results.json').read_text())
+    lines = (Path(corpus['path_trials']) / 'veri_test2.txt').read_text().splitlines()
+    assert results['Vox1-O']['trials'] == len(lines) > 0
+    assert f'test={corpus["path_test"]}' in (folder / 'log.txt').read_text()
 
 
 @pytest.mark.parametrize(
