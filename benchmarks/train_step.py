@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.aam import AAMSoftmax  # noqa: E402
 from models.ecapa import EcapaTdnn  # noqa: E402
+from models.hf_compat import attention_of  # noqa: E402
 from models.speaker_net import SpeakerNet  # noqa: E402
 from models.ssl import frozen_forward, load_teacher  # noqa: E402
 from models.student import Student  # noqa: E402
@@ -177,8 +178,8 @@ def build(args, attention, device):
     teacher = load_teacher('tiny', ssl_config(args), attention)
     student = Student(teacher, args.student_layers)
     # the student is built from a copy of the teacher's config: check it kept the attention kernel
-    if student.ssl.config._attn_implementation != attention:
-        raise SystemExit(f'the student runs {student.ssl.config._attn_implementation} attention, not {attention}')
+    if attention_of(student.ssl.config) != attention:
+        raise SystemExit(f'the student runs {attention_of(student.ssl.config)} attention, not {attention}')
     model = SpeakerNet(student, EcapaTdnn(student.hidden_size, args.ecapa_channels), AAMSoftmax(192, args.classes))
     model.to(device)
     return teacher.to(device), model, torch.optim.Adam(model.parameters(), lr=1e-4)

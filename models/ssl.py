@@ -8,6 +8,8 @@ from huggingface_hub import hf_hub_download, is_offline_mode, try_to_load_from_c
 from huggingface_hub.errors import EntryNotFoundError
 from transformers import AutoConfig, HubertModel, PreTrainedModel, Wav2Vec2Config, Wav2Vec2Model, WavLMModel
 
+from models.hf_compat import set_attention
+
 SSL_MODELS = {'wav2vec2': Wav2Vec2Model, 'hubert': HubertModel, 'wavlm': WavLMModel}
 # weights a checkpoint may lack: the learned mask vector exists only where the saving config masked
 OPTIONAL_WEIGHTS = {'masked_spec_embed'}
@@ -48,7 +50,7 @@ def load_pretrained(model_name_or_path, attention='sdpa'):
             f'supported types: {", ".join(SSL_MODELS)}'
         )
     # WavLM's attention (with its position bias) has no other kernel
-    config._attn_implementation = 'eager' if config.model_type == 'wavlm' else attention
+    set_attention(config, 'eager' if config.model_type == 'wavlm' else attention)
     try:
         # float32 whatever the checkpoint's dtype (transformers 5 would keep a float16 upload's):
         # the student copies these weights as its trainable float32 ones
@@ -75,7 +77,7 @@ def model_from_config(config: dict, attention: str = 'sdpa') -> PreTrainedModel:
     if model_type not in SSL_MODELS:
         raise ValueError(f'the saved SSL config is of a {model_type!r} model; supported types: {", ".join(SSL_MODELS)}')
     config = SSL_MODELS[model_type].config_class.from_dict(config)
-    config._attn_implementation = 'eager' if model_type == 'wavlm' else attention
+    set_attention(config, 'eager' if model_type == 'wavlm' else attention)
     return SSL_MODELS[model_type](config)
 
 

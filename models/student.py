@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.hf_compat import feature_frames, mask_hidden_states
 from models.ssl import model_from_config
 
 
@@ -138,7 +139,7 @@ class Student(nn.Module):
         them (up to rounding): the front end sees no padding (extract_features_padded), the encoder
         zeroes the padded frames and masks them out of attention."""
         features = self.extract_features_padded(wave, lengths)  # (B, T, C)
-        frames = self.ssl._get_feat_extract_output_lengths(lengths).long()
+        frames = feature_frames(self.ssl, lengths).long()
         valid = torch.arange(features.shape[1], device=wave.device) < frames[:, None]  # (B, T)
         return self.encode(features, sv_from=0, frame_mask=valid), frames
 
@@ -188,7 +189,7 @@ class Student(nn.Module):
         hidden = self.ssl.feature_projection(features)
         if isinstance(hidden, tuple):  # W2V2 and WavLM also return the normalised features
             hidden = hidden[0]
-        hidden = self.ssl._mask_hidden_states(hidden)
+        hidden = mask_hidden_states(self.ssl, hidden)
         return self.ssl.encoder(hidden, attention_mask=frame_mask).last_hidden_state
 
     def adapter_parameters(self):

@@ -55,6 +55,7 @@ from data.datasets import TrainSet  # noqa: E402
 from data.demo import VAL_LIST, prepare_demo, prepare_population  # noqa: E402
 from data.sampler import GlobalBatchSampler  # noqa: E402
 from data.voxceleb import read_trials, scan_voxceleb  # noqa: E402
+from models.hf_compat import feature_frames  # noqa: E402
 from utils.hardware import describe  # noqa: E402
 from utils.metrics import compute_eer  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
@@ -186,7 +187,7 @@ def pretrain_ssl(recipe, manifest, log):
             )
         model.set_gumbel_temperature(max(start * decay**step, floor))
         wave = next(batches)  # (B, L)
-        frames = int(model._get_feat_extract_output_lengths(wave.shape[1]))
+        frames = int(feature_frames(model, wave.shape[1]))
         mask = _compute_mask_indices((len(wave), frames), ssl['mask_prob'], ssl['mask_length'], min_masks=2)
         negatives = _sample_negative_indices((len(wave), frames), ssl['num_negatives'], mask)
         out = model(

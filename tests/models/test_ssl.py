@@ -2,6 +2,7 @@ import pytest
 import torch
 from transformers import BertConfig, Wav2Vec2Model, WavLMConfig, WavLMModel
 
+from models.hf_compat import attention_of
 from models.ssl import TeacherLoadError, count_parameters, frozen_forward, load_teacher
 
 TINY = dict(
@@ -47,7 +48,7 @@ def test_wavlm_folder_loads_with_eager_attention(tmp_path):
     WavLMModel(WavLMConfig(**TINY)).save_pretrained(tmp_path)
     loaded = load_teacher(str(tmp_path), {})
     assert type(loaded) is WavLMModel
-    assert loaded.config._attn_implementation == 'eager'
+    assert attention_of(loaded.config) == 'eager'
 
 
 def test_missing_path_names_the_argument(tmp_path):

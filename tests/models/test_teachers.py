@@ -26,6 +26,7 @@ from transformers import (
 
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
+from models.hf_compat import attention_of
 from models.speaker_net import SpeakerNet
 from models.ssl import TeacherLoadError, load_teacher, normalize_waves, preprocessor_normalizes
 from models.student import Student
@@ -127,7 +128,7 @@ def test_folder_loads_the_saved_weights_frozen(saved, name):
     assert type(teacher) is type(model)
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     assert_same_weights(teacher.state_dict(), model.state_dict())
-    assert teacher.config._attn_implementation == ('eager' if name.startswith('wavlm') else 'sdpa')
+    assert attention_of(teacher.config) == ('eager' if name.startswith('wavlm') else 'sdpa')
     assert teacher.config.do_stable_layer_norm == (name.endswith('stable'))
 
 
@@ -171,7 +172,7 @@ def test_student_at_init_computes_the_truncated_teacher(saved, name):
 def test_eager_attention_computes_what_sdpa_does(saved, name):
     folder = saved[name][0]
     eager, sdpa = load_teacher(folder, {}, attention='eager'), load_teacher(folder, {}, attention='sdpa')
-    assert eager.config._attn_implementation == 'eager'
+    assert attention_of(eager.config) == 'eager'
     wave = make_wave()
     with torch.no_grad():
         torch.testing.assert_close(eager(wave).last_hidden_state, sdpa(wave).last_hidden_state, rtol=0, atol=1e-5)
