@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS  # noqa: E402
 from bench_model_size import SHAPES, VOXCELEB2_SPEAKERS, build_teacher, cpu_busy  # noqa: E402
+from data.audio import SAMPLE_RATE  # noqa: E402
 from inference.export import (  # noqa: E402
     INPUT_NAME,
     Embedder,
@@ -44,7 +45,6 @@ from machine import describe  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.ssl import count_parameters  # noqa: E402
 
-SAMPLE_RATE = 16000
 SECONDS = (3, 10)
 REPEATS = {3: 9, 10: 5}  # timed runs per (system, runtime) after the warm-up
 WARM_UP = 2

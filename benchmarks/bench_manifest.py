@@ -26,6 +26,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import manifest  # noqa: E402
+from data.audio import SAMPLE_RATE  # noqa: E402
 from data.voxceleb import scan_voxceleb  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
@@ -39,7 +40,7 @@ REPEATS = 3
 def tiny_wav() -> bytes:
     """The bytes of one 400-sample 16 kHz mono 16-bit wav, written once and copied to every path."""
     buffer = io.BytesIO()
-    sf.write(buffer, np.zeros(SAMPLES, np.float32), 16000, format='WAV', subtype='PCM_16')
+    sf.write(buffer, np.zeros(SAMPLES, np.float32), SAMPLE_RATE, format='WAV', subtype='PCM_16')
     return buffer.getvalue()
 
 

@@ -35,12 +35,12 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS  # noqa: E402
+from data.audio import SAMPLE_RATE  # noqa: E402
 from machine import describe  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.ecapa import EcapaTdnn  # noqa: E402
 from models.ssl import count_parameters  # noqa: E402
 
-SAMPLE_RATE = 16000
 VOXCELEB2_SPEAKERS = 5994
 PAPER_SIZE_REDUCTION = 76.2
 PAPER_TIME_REDUCTION = 79.0

@@ -40,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from data.audio import SAMPLE_RATE  # noqa: E402
 from models.aam import AAMSoftmax  # noqa: E402
 from models.ecapa import EcapaTdnn  # noqa: E402
 from models.hf_compat import attention_of  # noqa: E402
@@ -48,7 +49,6 @@ from models.ssl import frozen_forward, load_teacher  # noqa: E402
 from models.student import Student  # noqa: E402
 from trainer.methods.oskdft import step_losses  # noqa: E402
 
-SAMPLE_RATE = 16000
 KD_WEIGHT = 100.0
 BASE_SHAPE = dict(
     hidden=768,

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
+from data.audio import SAMPLE_RATE
+
 AUDIO_EXTENSIONS = ('.wav', '.flac')
 CACHE_VERSION = 1  # bump when the cache's contents change, so old files are rescanned
 # soundfile opens one file at a time (a lock around sf_open), so a pool of header reads runs no faster
@@ -89,7 +91,7 @@ def _no_audio(root, argument):
         return FileNotFoundError(
             f'{argument}: {root} holds .m4a files (VoxCeleb2 as shipped), which cannot be read here; convert '
             f"them to 16 kHz mono wav beside them first, e.g. find {root} -name '*.m4a' -exec sh -c "
-            f'\'ffmpeg -loglevel error -n -i "$0" -ac 1 -ar 16000 "${{0%.m4a}}.wav"\' {{}} \\;'
+            f'\'ffmpeg -loglevel error -n -i "$0" -ac 1 -ar {SAMPLE_RATE} "${{0%.m4a}}.wav"\' {{}} \\;'
         )
     return FileNotFoundError(f'{argument}: no .wav or .flac files under {root}/<speaker>/')
 

@@ -12,7 +12,8 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import uniform_filter1d
 
-SAMPLE_RATE = 16000
+from data.audio import SAMPLE_RATE
+
 N_FFT = 512
 HOP = 128  # 8 ms frames
 FREQS = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE)  # (257,)
