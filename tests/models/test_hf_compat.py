@@ -73,10 +73,23 @@ def test_mask_hidden_states_in_training_puts_the_mask_vector_on_frames(name):
 
 
 @pytest.mark.parametrize('name', list(MODELS))
-def test_set_attention_is_what_attention_of_reads(name):
+def test_set_attention_chooses_the_kernel_a_model_built_from_the_config_runs(name, monkeypatch):
+    """Independent of the attribute: whether a forward calls torch's SDPA kernel."""
     config_class, model_class = MODELS[name]
+    calls = []
+    kernel = torch.nn.functional.scaled_dot_product_attention
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, 'scaled_dot_product_attention', counted)
     for attention in ATTENTIONS[name]:
         config = config_class(**TINY)
         set_attention(config, attention)
-        assert attention_of(config) == attention
-        assert attention_of(model_class(config).config) == attention
+        model = model_class(config).eval()
+        calls.clear()
+        with torch.no_grad():
+            model(torch.randn(1, 4000))
+        assert attention_of(model.config) == attention
+        assert bool(calls) == (attention == 'sdpa'), f'{name}: set {attention}, SDPA called {len(calls)} times'
