@@ -24,7 +24,7 @@ SYSTEM_ARGS = {
     'amp': 'auto',  # 'none', 'bf16', 'fp16' (with loss scaling); auto: bf16 where the GPU has it
     'compile': False,  # torch.compile the student and ECAPA-TDNN
     'mode': 'train',  # 'train', or with `checkpoint`: 'evaluate' (scores the trial lists),
-    # 'export', 'embed' or 'verify' (README: the trained model in use)
+    # 'export', 'embed' or 'verify' (docs/inference.md)
     'checkpoint': None,  # a last.pt / best.pt of an earlier run, for every mode but train
     'wav_list': None,  # mode=embed: a text file of audio paths (one a line), or a folder
     'out': None,  # mode=export / embed: output folder (None: one in the run folder); embed
@@ -119,7 +119,8 @@ EXPERIMENT_ARGS = {
 
 # Presets: named sets of values over the defaults above, chosen by preset=NAME (command-line values
 # still win). preset=auto: demo when no dataset path is set, else vox2.
-# The embedded demo's own sizes, every one chosen on its validation list (README: the values tried).
+# The embedded demo's own sizes, every one chosen on its validation list (docs/demo.md: how the demo's
+# settings were chosen).
 DEMO = {
     'model_name_or_path': 'demo-teacher',
     'num_hidden_layers': 2,

@@ -80,7 +80,7 @@ SSL = {
     'gumbel_temperature': (2.0, 0.5, 0.999),  # start, floor, decay per step
 }
 RECIPE = {
-    'objective': 'speaker',  # 'ssl' was tried first: README, the demo teacher
+    'objective': 'speaker',  # 'ssl' was tried first: docs/demo.md, the demo teacher
     'shape': SHAPE,
     'population': {'seed': 1, 'num_speakers': 500, 'videos_per_speaker': 2, 'utterances_per_video': 4},
     'ssl': SSL,
