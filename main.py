@@ -28,9 +28,8 @@ from inference.export import export_checkpoint
 from inference.verify import check_pair, read_threshold, verify_checkpoint
 from log.controller import LogModuleController
 from recipes.demo_teacher import RECORD, SHIPPED, TEACHER_NAME, describe_teacher
-from trainer.loop import TrainingDiverged
 from trainer.methods import METHODS
-from trainer.trainer import BEST_MODELS, train
+from trainer.train import BEST_MODELS, TrainingDiverged, train
 from utils import distributed
 from utils.checkpoint import load_checkpoint
 
@@ -245,13 +244,14 @@ def run(args, state):
 def build_logger(args, state):
     """The run folder (the resumed run's own, when resuming), TensorBoard, and wandb / neptune where
     their user is set; rank 0 only."""
-    run_dir = os.path.dirname(os.path.abspath(args['resume'])) if args['mode'] == 'train' and state else None
+    resumed = args['mode'] == 'train' and state
+    run_dir = os.path.dirname(os.path.abspath(args['resume'])) if resumed else None
     builder = (
         LogModuleController.Builder(args['name'], args['project'])
         .tags(args['tags'].split(','))
         .description(args['description'])
         .save_source_files(PROJECT_ROOT)
-        .use_local(args['path_log'], run_dir)
+        .use_local(args['path_log'], run_dir, saved_at(state) if resumed else None)
         .log_checkpoints(args['log_checkpoints'])
     )
     if args['tensorboard']:
@@ -261,6 +261,14 @@ def build_logger(args, state):
     if args['neptune_user']:
         builder.use_neptune(args['neptune_user'], args['neptune_token'], args['neptune_project'], args['neptune_mode'])
     return builder.build(rank=distributed.rank())
+
+
+def saved_at(state):
+    """When a checkpoint was saved: the metrics logged after it are dropped from its run's metrics.jsonl
+    (a checkpoint of an earlier version carries its metric records instead)."""
+    if 'saved_at' in state:
+        return state['saved_at']
+    return max((record['time'] for record in state.get('metrics', [])), default=0.0)
 
 
 def quiet_libraries():

@@ -35,7 +35,7 @@ from evaluation.trials import load_trial_lists  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
-from trainer.trainer import build_optimizer, build_train_loader, set_lrs  # noqa: E402
+from trainer.train import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
 TOP = 12
@@ -76,7 +76,7 @@ def demo_setup(overrides):
 
 def train_step(args, teacher, model, optimizer, batch):
     clean, augmented, labels, _ = batch
-    loss, _ = METHODS[args['method']].step(model, teacher, clean, augmented, labels, 1, args)
+    loss, _ = METHODS[args['method']].stages(args)[0].step(model, teacher, clean, augmented, labels, 1)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -32,8 +32,7 @@ from log.controller import LogModuleController  # noqa: E402
 from machine import describe  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
-from trainer.loop import EpochState, Job, StopSignal, train_epoch  # noqa: E402
-from trainer.trainer import build_optimizer, build_train_loader, set_lrs  # noqa: E402
+from trainer.train import Job, StopSignal, TrainState, build_optimizer, build_train_loader, set_lrs, train_epoch  # noqa: E402  # noqa: E402
 from utils.distributed import data_workers  # noqa: E402
 from utils.telemetry import Telemetry  # noqa: E402
 
@@ -93,7 +92,7 @@ def main():
                 job.telemetry = sides[side]
                 job.loader = [batches[i % len(batches)] for i in range(steps)]
                 start, cpu_start = time.perf_counter(), time.process_time()
-                train_epoch(job, 1, EpochState(), StopSignal(), lambda: None)
+                train_epoch(job, 1, TrainState(), StopSignal(), lambda: None)
                 if round_ >= 0:
                     times[side].append(time.perf_counter() - start)
                     cpu_times[side].append(time.process_time() - cpu_start)

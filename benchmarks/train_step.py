@@ -1,4 +1,4 @@
-"""Throughput of one OS-KDFT training step: ours (the training loop's step, trainer.methods.oskdft.step_losses,
+"""Throughput of one OS-KDFT training step: ours (the training loop's step, trainer.methods.step_losses,
 whose student shares one CNN front end between its two paths) against the original formulation (the
 whole student, CNN included, on the duplicated batch, in fp32).
 
@@ -47,7 +47,7 @@ from models.hf_compat import attention_of  # noqa: E402
 from models.speaker_net import SpeakerNet  # noqa: E402
 from models.ssl import frozen_forward, load_teacher  # noqa: E402
 from models.student import Student  # noqa: E402
-from trainer.methods.oskdft import step_losses  # noqa: E402
+from trainer.methods import step_losses  # noqa: E402
 
 KD_WEIGHT = 100.0
 BASE_SHAPE = dict(

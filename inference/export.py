@@ -4,11 +4,11 @@
     out/model.onnx   ONNX (torch.onnx's torch.export-based exporter), batch and length axes dynamic
     out/model.json   the input contract: rate, channels, shapes, the scoring recipe, the threshold
 
-Both take a raw 16 kHz mono waveform (B, L) float32 and give the embedding (B, E): the SV path
-only, adapters on every row (models.student.adapters_always_on: nothing of the two-path training
-forward is traced), with the wave normalisation inside when the run used it. After writing, both
-files are run on probe waves and compared with the eager model (what evaluation runs); a difference
-above TOLERANCE stops the export.
+Both take a raw 16 kHz mono waveform (B, L) float32 and give the embedding (B, E): the graph of
+models.speaker_net.embed_waves, which SpeakerNet.embed runs (the SV path, adapters on every row,
+with the wave normalisation inside when the run used it). After writing, both files are run on
+probe waves and compared with the eager model (what evaluation runs); a difference above TOLERANCE
+stops the export.
 """
 
 import contextlib
@@ -22,8 +22,7 @@ import torch.nn as nn
 
 from data.audio import FRAME_SAMPLES, SAMPLE_RATE
 from inference.model import MIN_SAMPLES, checkpoint_threshold, load_model
-from models.ssl import normalize_waves
-from models.student import adapters_always_on
+from models.speaker_net import embed_waves
 from utils.checkpoint import write_atomic
 
 FILES = {'torchscript': 'model.pt', 'onnx': 'model.onnx', 'contract': 'model.json'}
@@ -37,20 +36,19 @@ MAX_ONNX_FILE = 2**31 - 2**26  # protobuf's 2 GiB limit, with room: larger model
 
 
 class Embedder(nn.Module):
-    """The deployed system: wave (B, L) float32 at 16 kHz -> embedding (B, E), the adapters on every
-    row. Rows of a batch must have the same length (zero padding would change the embedding)."""
+    """The deployed system: wave (B, L) float32 at 16 kHz -> embedding (B, E), SpeakerNet.embed
+    without the training head. Rows of a batch must have the same length (zero padding would change
+    the embedding). Shares the model's student and back-end, and puts them in eval mode."""
 
     def __init__(self, model):
         super().__init__()
-        self.student = adapters_always_on(model.student)
+        self.student = model.student
         self.backend = model.backend
         self.normalize_wave = model.normalize_wave
         self.eval()
 
     def forward(self, wave):
-        if self.normalize_wave:
-            wave = normalize_waves(wave)  # (B, L)
-        return self.backend(self.student(wave))  # (B, T, D) -> (B, E)
+        return embed_waves(self.student, self.backend, wave, normalize_wave=self.normalize_wave)
 
 
 @contextlib.contextmanager

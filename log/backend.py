@@ -47,17 +47,11 @@ class LogBackend:
     def log_metric(self, name, value, step, at=None):
         """at: the time of the value (seconds since the epoch), now when None."""
 
-    def restore_metrics(self, records):
-        """A resumed run: the records its checkpoint holds are the run's metrics so far."""
-
     def log_text(self, text):
         pass
 
     def save_file(self, path, name):
         """A file of the run folder (a plot, results.md, log.txt, best.pt); name: its path in the folder."""
-
-    def save_checkpoint(self, name, state):
-        pass
 
     def save_scores(self, trial_list, enroll, test, labels, scores):
         pass

@@ -25,7 +25,7 @@ import time
 from functools import partial
 
 from log.backend import RunInfo
-from log.local import LocalBackend
+from log.local import LocalBackend, read_metrics
 from log.neptune_backend import NeptuneBackend
 from log.plots import draw_epoch_plots, draw_score_plots
 from log.tensorboard_backend import TensorBoardBackend
@@ -47,7 +47,6 @@ class LogModuleController:
         self.enabled = enabled
         self.secrets = secrets
         self.log_checkpoints = log_checkpoints
-        self.records = []  # every metric logged: a checkpoint carries them, a resume restores them
 
     @property
     def run_dir(self):
@@ -94,18 +93,13 @@ class LogModuleController:
     def log_metric(self, name, value, step):
         if not self.enabled:
             return
-        record = {'name': name, 'value': float(value), 'step': step, 'time': time.time()}
-        self.records.append(record)
-        self.call('log_metric', name, record['value'], step, record['time'])
-
-    def restore_metrics(self, records):
-        self.records = [dict(record) for record in records] if self.enabled else []
-        self.call('restore_metrics', self.records)
+        self.call('log_metric', name, float(value), step, time.time())
 
     def end_epoch(self):
         """Once an epoch, after its metrics: the curves redrawn into the run folder and sent on."""
         if self.run_dir:
-            for path in draw_epoch_plots(self.records, os.path.join(self.run_dir, 'plots')):
+            records = read_metrics(os.path.join(self.run_dir, 'metrics.jsonl'))
+            for path in draw_epoch_plots(records, os.path.join(self.run_dir, 'plots')):
                 self.save_file(path)
 
     def save_file(self, path):
@@ -117,9 +111,6 @@ class LogModuleController:
         if self.enabled:
             print(text, flush=True)
         self.call('log_text', text)
-
-    def save_checkpoint(self, name, state):
-        self.call('save_checkpoint', name, state)
 
     def save_scores(self, trial_list, enroll, test, labels, scores):
         """The scores file, and the DET curve and score histograms of the list."""
@@ -166,9 +157,10 @@ class LogModuleController:
             self.run.source_root = root
             return self
 
-        def use_local(self, path_log, run_dir=None):
-            """Files in a new run folder under path_log, or in run_dir when a run is resumed."""
-            self.local = partial(LocalBackend, path_log, run_dir=run_dir)
+        def use_local(self, path_log, run_dir=None, metrics_until=None):
+            """Files in a new run folder under path_log, or in run_dir when a run is resumed from a
+            checkpoint saved at time metrics_until (the metrics logged after it are dropped)."""
+            self.local = partial(LocalBackend, path_log, run_dir=run_dir, metrics_until=metrics_until)
             return self
 
         def use_backend(self, name, make, tokens=()):

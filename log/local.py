@@ -18,7 +18,7 @@ import torch
 from log.backend import LogBackend
 from log.report import results_markdown
 from log.source import copy_source_files
-from utils.checkpoint import save_checkpoint, write_atomic
+from utils.checkpoint import write_atomic
 
 
 def create_run_dir(parent, name):
@@ -41,6 +41,14 @@ def to_json(value):
     return str(value)
 
 
+def read_metrics(path):
+    """The metric records of a metrics.jsonl ({name, value, step, time} each), [] before any."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding='utf-8') as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
 def write_json(path, data):
     write_atomic(path, lambda file: json.dump(data, file, indent=2, default=to_json), mode='w')
 
@@ -49,9 +57,11 @@ class LocalBackend(LogBackend):
     name = 'local'
     essential = True  # the run's own record: failing to write it is the run's error
 
-    def __init__(self, path_log, run, run_dir=None):
+    def __init__(self, path_log, run, run_dir=None, metrics_until=None):
         """A new run folder under path_log, or, with run_dir, the existing folder of a run being
-        resumed: its files are appended to, nothing in it is replaced."""
+        resumed: its files are appended to, nothing in it is replaced but metrics.jsonl, which keeps
+        the records logged up to metrics_until (the time its checkpoint was saved: the resumed run
+        logs the later ones again)."""
         if run_dir:
             self.run_dir = os.path.abspath(run_dir)
             print(f'run folder (resumed): {self.run_dir}', flush=True)
@@ -73,6 +83,11 @@ class LocalBackend(LogBackend):
                     run.source_root, os.path.join(self.run_dir, 'source'), skip=[path_log], secrets=run.secrets
                 )
         self.parameters = {}
+        if run_dir and metrics_until is not None:
+            kept = [record for record in read_metrics(self.path('metrics.jsonl')) if record['time'] <= metrics_until]
+            write_atomic(
+                self.path('metrics.jsonl'), lambda file: file.writelines(json.dumps(r) + '\n' for r in kept), mode='w'
+            )
         self.metrics_file = open(self.path('metrics.jsonl'), 'a', encoding='utf-8')
         self.text_file = open(self.path('log.txt'), 'a', encoding='utf-8')
 
@@ -91,21 +106,9 @@ class LocalBackend(LogBackend):
         self.metrics_file.write(json.dumps(record) + '\n')
         self.metrics_file.flush()
 
-    def restore_metrics(self, records):
-        """metrics.jsonl rewritten to hold exactly these records (those a resumed checkpoint had
-        logged: lines written after it are dropped, as the resumed run logs them again)."""
-        self.metrics_file.close()
-        write_atomic(
-            self.path('metrics.jsonl'), lambda file: file.writelines(json.dumps(r) + '\n' for r in records), mode='w'
-        )
-        self.metrics_file = open(self.path('metrics.jsonl'), 'a', encoding='utf-8')
-
     def log_text(self, text):
         self.text_file.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} {text}\n')
         self.text_file.flush()
-
-    def save_checkpoint(self, name, state):
-        save_checkpoint(self.path(name), state)
 
     def save_scores(self, trial_list, enroll, test, labels, scores):
         labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)

@@ -22,7 +22,7 @@ class StudentShape:
     frozen_ssl: bool = False
 
 
-# by `method` (arguments.py); how each one trains is trainer/methods
+# by `method` (arguments.py); how each one trains is trainer/methods.py
 STUDENT_SHAPES = {
     'oskdft': StudentShape(adapters=True),
     'ft': StudentShape(all_layers=True),
@@ -35,7 +35,7 @@ STUDENT_SHAPES = {
 def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
     """Student (copied from the teacher: as many layers as the method keeps, with adapters where it
     has them) + ECAPA-TDNN sized from the SSL width + AAM-softmax. With ssl_config (a checkpoint's,
-    see trainer.run.Run.checkpoint) the student is built from its own config instead, teacher None,
+    see trainer.train.save) the student is built from its own config instead, teacher None,
     its weights random until the checkpoint's are loaded."""
     shape = STUDENT_SHAPES[args['method']]
     num_layers = None

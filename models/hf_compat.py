@@ -3,6 +3,7 @@ one small public function, so a transformers upgrade that removes one breaks her
 tests/models/test_hf_compat.py, which names it) rather than deep inside the student."""
 
 import torch
+from transformers.masking_utils import create_bidirectional_mask
 
 # (owner, member): what the functions below rely on; the test checks each still exists
 PRIVATE_MEMBERS = (
@@ -30,3 +31,12 @@ def feature_frames(model, lengths):
 def mask_hidden_states(model, hidden: torch.Tensor) -> torch.Tensor:
     """(B, T, D) features time/feature-masked as config sets (train only); relies on <Model>._mask_hidden_states."""
     return model._mask_hidden_states(hidden)
+
+
+def attention_mask(config, hidden: torch.Tensor, frame_mask: torch.Tensor | None):
+    """What an encoder layer's attention takes for frame_mask (N, T) bool, the valid frames (None:
+    all): WavLM's attention the bool mask itself, W2V2's and HuBERT's the form their kernel
+    (eager, SDPA) needs, as their encoder makes it; relies on masking_utils.create_bidirectional_mask."""
+    if config.model_type == 'wavlm':
+        return frame_mask
+    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=frame_mask)

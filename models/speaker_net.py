@@ -49,12 +49,7 @@ class SpeakerNet(nn.Module):
     def embed(self, wave, lengths=None):
         """Inference: the SV path only (adapters on). (B, L) -> (B, E). lengths (B,): the valid
         samples of each row of a zero-padded batch, each row embedded as it is alone."""
-        if self.normalize_wave:
-            wave = normalize_waves(wave, lengths)
-        if lengths is None:
-            return self.backend(self.student(wave, adapters=True))
-        hidden, frames = self.student.forward_padded(wave, lengths)
-        return self.backend(hidden, frames)
+        return embed_waves(self.student, self.backend, wave, lengths, self.normalize_wave)
 
     def parameter_groups(self):
         """The three optimizer groups of the method."""
@@ -63,3 +58,15 @@ class SpeakerNet(nn.Module):
             'student': self.student.backbone_parameters(),
             'adapter': self.student.adapter_parameters(),
         }
+
+
+def embed_waves(student, backend, wave, lengths=None, normalize_wave=False):
+    """The SV path, adapters on every row, and the back-end: (B, L) -> (B, E). What SpeakerNet.embed
+    runs and the exported graph holds (inference.export). lengths (B,): the valid samples of each
+    row of a zero-padded batch, each row embedded as it is alone. normalize_wave: as SpeakerNet's."""
+    if normalize_wave:
+        wave = normalize_waves(wave, lengths)
+    if lengths is None:
+        return backend(student(wave, adapters=True))  # (B, T, D) -> (B, E)
+    hidden, frames = student.forward_padded(wave, lengths)
+    return backend(hidden, frames)

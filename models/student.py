@@ -1,9 +1,11 @@
 """The student: the teacher's first N transformer layers, each with a parallel adapter.
 
-The adapters live inside Hugging Face's own layers: each layer's `feed_forward` is wrapped so
-that it adds the adapter's output on the rows of the batch that take the SV path. One forward
-over a batch holding a KD half and an SV half therefore gives both paths, for every model type
-and layer-norm variant Hugging Face implements (W2V2, HuBERT, WavLM with its position bias).
+Each layer's `feed_forward` is wrapped (AdaptedFeedForward) with its adapter, and the student runs
+Hugging Face's encoder layer by layer itself (run_encoder), so that every call says which rows of
+the batch take the adapters: none (the KD path), all (the SV path, inference), or those from row B
+on (one forward over a batch holding a KD half and an SV half gives both paths). The layers are
+Hugging Face's own modules, for every model type and layer-norm variant it implements (W2V2,
+HuBERT, WavLM with its position bias).
 """
 
 import copy
@@ -12,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.hf_compat import feature_frames, mask_hidden_states
+from models.hf_compat import attention_mask, feature_frames, mask_hidden_states
 from models.ssl import model_from_config
 
 
@@ -48,14 +50,77 @@ class AdaptedFeedForward(nn.Module):
         self.pre_norm = pre_norm if pre_norm is not None else nn.Identity()
         self.feed_forward = feed_forward
         self.adapter = adapter
-        self.sv_from = None  # first batch row of the SV path; None: no row takes the adapter
 
-    def forward(self, h):
-        out = self.feed_forward(self.pre_norm(h))  # (N, T, D)
-        if self.sv_from is None:
+    def forward(self, h, sv_from):
+        """(N, T, D) -> (N, T, D); sv_from: the first row that takes the adapter (None: no row)."""
+        out = self.feed_forward(self.pre_norm(h))
+        if sv_from is None:
             return out
-        sv = out[self.sv_from :] + self.adapter(h[self.sv_from :])
-        return torch.cat([out[: self.sv_from], sv]) if self.sv_from > 0 else sv
+        if sv_from == 0:
+            return out + self.adapter(h)
+        return torch.cat([out[:sv_from], out[sv_from:] + self.adapter(h[sv_from:])])
+
+
+def feed_forward_block(block, h, sv_from):
+    """A layer's feed-forward block, adapted (adapters on the rows from sv_from on) or Hugging
+    Face's own (a student without adapters: sv_from changes nothing)."""
+    return block(h, sv_from) if isinstance(block, AdaptedFeedForward) else block(h)
+
+
+def run_encoder(encoder, hidden, sv_from, frame_mask=None):
+    """Hugging Face's encoder forward written out (positional conv, LayerNorm, dropout, LayerDrop,
+    the layers), with the adapters on the rows from sv_from on (None: none). The random draws come
+    in Hugging Face's order, so a seeded run gives its numbers. frame_mask (N, T) bool: the valid
+    frames of a padded batch. (N, T, D) -> (N, T, D)."""
+    config = encoder.config
+    if frame_mask is not None:
+        hidden = torch.where(frame_mask[..., None], hidden, 0.0)  # padded frames enter as zeros
+    mask = attention_mask(config, hidden, frame_mask)
+    hidden = hidden + encoder.pos_conv_embed(hidden)
+    if not config.do_stable_layer_norm:
+        hidden = encoder.layer_norm(hidden)
+    hidden = encoder.dropout(hidden)
+    position_bias = None  # WavLM's, made by its first layer and handed on
+    for index, layer in enumerate(encoder.layers):
+        if layer_dropped(encoder, index):
+            continue
+        hidden, position_bias = run_layer(layer, hidden, mask, position_bias, sv_from, config)
+    return encoder.layer_norm(hidden) if config.do_stable_layer_norm else hidden
+
+
+def layer_dropped(encoder, index):
+    """LayerDrop's draw for layer `index` (training only): one torch.rand per layer, where Hugging
+    Face draws it; WavLM keeps (and draws nothing for) its first layer, which makes the position bias."""
+    config = encoder.config
+    if not encoder.training or config.layerdrop <= 0.0 or (index == 0 and config.model_type == 'wavlm'):
+        return False
+    return bool(torch.rand([]) < config.layerdrop)
+
+
+def run_layer(layer, hidden, mask, position_bias, sv_from, config):
+    """One encoder layer as Hugging Face's forward runs it, its feed-forward block with the adapters
+    on the rows from sv_from on: post-LN LN(h + FFN(h)) after LN(x + attention(x)), or pre-LN
+    h + FFN(LN(h)) after x + attention(LN(x)). (N, T, D) -> (N, T, D), and WavLM's position bias."""
+    wavlm = config.model_type == 'wavlm'
+    if config.do_stable_layer_norm:
+        attended, position_bias = attend(layer.attention, layer.layer_norm(hidden), mask, position_bias, wavlm)
+        hidden = hidden + layer.dropout(attended)
+        hidden = hidden + feed_forward_block(layer.feed_forward, layer.final_layer_norm(hidden), sv_from)
+        if getattr(layer, 'adapter_layer', None) is not None:  # a checkpoint's own attention adapters (MMS)
+            hidden = hidden + layer.adapter_layer(hidden)
+        return hidden, position_bias
+    attended, position_bias = attend(layer.attention, hidden, mask, position_bias, wavlm)
+    hidden = layer.layer_norm(hidden + layer.dropout(attended))
+    return layer.final_layer_norm(hidden + feed_forward_block(layer.feed_forward, hidden, sv_from)), position_bias
+
+
+def attend(attention, hidden, mask, position_bias, wavlm):
+    """A layer's self-attention: (N, T, D) -> (N, T, D), and the position bias that WavLM's
+    attention takes and gives back (None for W2V2 and HuBERT)."""
+    if wavlm:
+        attended, _, position_bias = attention(hidden, attention_mask=mask, position_bias=position_bias)
+        return attended, position_bias
+    return attention(hidden, attention_mask=mask)[0], None
 
 
 def copy_truncated(teacher, num_layers):
@@ -78,20 +143,6 @@ def copy_truncated(teacher, num_layers):
     own = model.state_dict()
     model.load_state_dict({name: tensor for name, tensor in teacher.state_dict().items() if name in own})
     return model
-
-
-class AdaptedFeedForwardAlwaysOn(nn.Module):
-    """An AdaptedFeedForward for inference: the adapter on every row, nothing set before a call, so
-    that a traced or exported graph holds the SV path alone. Shares the wrapped block's modules."""
-
-    def __init__(self, adapted: AdaptedFeedForward):
-        super().__init__()
-        self.pre_norm = adapted.pre_norm
-        self.feed_forward = adapted.feed_forward
-        self.adapter = adapted.adapter
-
-    def forward(self, h):
-        return self.feed_forward(self.pre_norm(h)) + self.adapter(h)  # (N, T, D)
 
 
 class Student(nn.Module):
@@ -183,14 +234,11 @@ class Student(nn.Module):
         """Projection, Hugging Face's time/feature masking and the encoder, adapters on the rows
         from sv_from on (None: none); frame_mask (N, T) bool marks the valid frames of a padded
         batch. (N, T, C) -> (N, T, D)."""
-        for module in self.ssl.encoder.modules():
-            if isinstance(module, AdaptedFeedForward):
-                module.sv_from = sv_from
         hidden = self.ssl.feature_projection(features)
         if isinstance(hidden, tuple):  # W2V2 and WavLM also return the normalised features
             hidden = hidden[0]
         hidden = mask_hidden_states(self.ssl, hidden)
-        return self.ssl.encoder(hidden, attention_mask=frame_mask).last_hidden_state
+        return run_encoder(self.ssl.encoder, hidden, sv_from, frame_mask)
 
     def adapter_parameters(self):
         return [p for module in self.adapters() for p in module.parameters()]
@@ -201,14 +249,3 @@ class Student(nn.Module):
 
     def adapters(self):
         return [module for module in self.modules() if isinstance(module, Adapter)]
-
-
-def adapters_always_on(student: Student) -> Student:
-    """A copy of the student for inference whose every adapted layer takes its adapter on every
-    row (AdaptedFeedForwardAlwaysOn): no `sv_from` left to set, so nothing of the two-path training
-    forward reaches a traced or exported graph. The copy shares no tensor with the student."""
-    copied = copy.deepcopy(student)
-    for layer in copied.ssl.encoder.layers:
-        if isinstance(layer.feed_forward, AdaptedFeedForward):
-            layer.feed_forward = AdaptedFeedForwardAlwaysOn(layer.feed_forward)
-    return copied

@@ -6,6 +6,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
 
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -28,11 +29,24 @@ def write_atomic(path, write, mode='wb'):
             os.remove(temporary)
 
 
-def save_checkpoint(path, state):
-    write_atomic(path, lambda file: torch.save(state, file))
+def save_checkpoint(path, state, model, optimizer, scaler, rng, **meta):
+    """Writes a run's checkpoint to path (atomically): the run's progress (state.to_checkpoint(): its
+    epoch, step, best epoch, ...), the model's, optimizer's and loss scaler's state dicts, the random
+    states of every rank (rng, gather_rng_states'), the time it was saved, and meta (the settings,
+    the model's config: what rebuilds it without the command line)."""
+    checkpoint = {
+        **state.to_checkpoint(),
+        'model': model.state_dict(),
+        'optimizer': optimizer.state_dict(),
+        'scaler': scaler.state_dict(),
+        'rng': rng,
+        'saved_at': time.time(),  # metrics.jsonl's records up to this time are the run's so far
+        **meta,
+    }
+    write_atomic(path, lambda file: torch.save(checkpoint, file))
 
 
-# what every checkpoint of a run holds (trainer.run.Run.checkpoint); a file without them is someone else's
+# what every checkpoint of a run holds (trainer.train's save); a file without them is someone else's
 RUN_ENTRIES = ('model', 'args', 'epoch', 'num_classes')
 
 

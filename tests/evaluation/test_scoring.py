@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from data.voxceleb import Trials
 from evaluation.evaluate import score_lists
 from evaluation.scoring import score_trials, utterance_vectors
-from trainer.trainer import improves
+from trainer.train import improves
 
 
 def original_score(full_e, full_t, segs_e, segs_t):

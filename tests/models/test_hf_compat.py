@@ -6,7 +6,14 @@ import torch
 import transformers
 from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
 
-from models.hf_compat import PRIVATE_MEMBERS, attention_of, feature_frames, mask_hidden_states, set_attention
+from models.hf_compat import (
+    PRIVATE_MEMBERS,
+    attention_mask,
+    attention_of,
+    feature_frames,
+    mask_hidden_states,
+    set_attention,
+)
 
 MODELS = {
     'wav2vec2': (Wav2Vec2Config, Wav2Vec2Model),
@@ -93,3 +100,21 @@ def test_set_attention_chooses_the_kernel_a_model_built_from_the_config_runs(nam
             model(torch.randn(1, 4000))
         assert attention_of(model.config) == attention
         assert bool(calls) == (attention == 'sdpa'), f'{name}: set {attention}, SDPA called {len(calls)} times'
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_attention_mask_hides_the_padded_frames_from_attention(name):
+    """A layer's attention given attention_mask(frame_mask) on a padded batch: each row's valid
+    frames as its valid frames alone give them, in every kernel the type has."""
+    for attention in ATTENTIONS[name]:
+        config_class, model_class = MODELS[name]
+        config = config_class(**TINY)
+        set_attention(config, attention)
+        torch.manual_seed(0)
+        layer = model_class(config).encoder.layers[0].eval()
+        hidden = torch.randn(2, 30, 32, generator=torch.Generator().manual_seed(1))  # (B, T, D)
+        frame_mask = torch.arange(30) < torch.tensor([30, 19])[:, None]  # (B, T)
+        with torch.no_grad():
+            padded = layer.attention(hidden, attention_mask=attention_mask(config, hidden, frame_mask))[0]
+            alone = layer.attention(hidden[1:, :19], attention_mask=attention_mask(config, hidden[1:, :19], None))[0]
+        torch.testing.assert_close(padded[1, :19], alone[0], rtol=0, atol=1e-5, msg=f'{name} {attention}')

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
 from models.build import build_model
 from models.ssl import count_parameters, frozen_forward, load_teacher
-from trainer.methods.oskdft import step_losses
-from trainer.trainer import build_optimizer
+from trainer.methods import step_losses
+from trainer.train import build_optimizer
 
 # LayerDrop off: a dropped layer gets no gradient at all, which would hide what the tests look for
 TINY = dict(
@@ -72,7 +72,7 @@ def seed(value):
 
 def step_loss_terms(model, teacher, batch):
     """The KD and SV losses of one training step, as separate graphs from one forward; checked to be
-    the two terms trainer.methods.oskdft.step_losses adds (same seeds, so the same dropout and masks)."""
+    the two terms trainer.methods.step_losses adds (same seeds, so the same dropout and masks)."""
     clean, augmented, labels = batch
     seed(2)
     target = frozen_forward(teacher, clean)  # (B, T, D)

@@ -21,8 +21,9 @@ from evaluation.evaluate import embed_utterances  # noqa: E402
 from log.controller import LogModuleController  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
-from trainer.loop import EpochState, Job, StopSignal, train_epoch  # noqa: E402
-from trainer.trainer import build_optimizer, distribute, set_lrs  # noqa: E402
+from tests.log.recorder import MetricRecorder  # noqa: E402
+from trainer.methods import METHODS  # noqa: E402
+from trainer.train import Job, StopSignal, TrainState, build_optimizer, distribute, set_lrs, train_epoch  # noqa: E402  # noqa: E402
 from utils import distributed  # noqa: E402
 from utils.telemetry import Telemetry  # noqa: E402
 
@@ -99,7 +100,7 @@ def my_share(batches):
 
 def train(model, teacher, batches, optimizer, args, epoch=1):
     job = Job(
-        distribute(model, CPU, args),
+        distribute(model, CPU, METHODS[args['method']].stages(args)),
         teacher,
         my_share(batches),
         optimizer,
@@ -109,7 +110,7 @@ def train(model, teacher, batches, optimizer, args, epoch=1):
         CPU,
         LogModuleController([], enabled=False),
     )
-    train_epoch(job, epoch, EpochState(), StopSignal(), lambda: None)
+    train_epoch(job, epoch, TrainState(), StopSignal(), lambda: None)
 
 
 def step_check():
@@ -138,9 +139,10 @@ def throughput_check():
     """Rank 0's logged metrics and the run's telemetry totals after three steps, one interval each."""
     teacher, model, args = build(dtype=torch.float32)
     args = dict(args, log_interval=1)
-    logger = LogModuleController([], enabled=distributed.is_main())
+    recorder = MetricRecorder()
+    logger = LogModuleController([recorder] if distributed.is_main() else [], enabled=distributed.is_main())
     job = Job(
-        distribute(model, CPU, args),
+        distribute(model, CPU, METHODS[args['method']].stages(args)),
         teacher,
         my_share(global_batches(3, torch.float32)),
         torch.optim.SGD(model.parameters(), lr=0.01),
@@ -151,8 +153,8 @@ def throughput_check():
         logger,
         telemetry=Telemetry(CPU),
     )
-    train_epoch(job, 1, EpochState(), StopSignal(), lambda: None)
-    return {'records': logger.records, 'totals': job.telemetry.totals}
+    train_epoch(job, 1, TrainState(), StopSignal(), lambda: None)
+    return {'records': recorder.records, 'totals': job.telemetry.totals}
 
 
 def enroll_check(test_root):

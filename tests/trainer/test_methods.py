@@ -13,9 +13,8 @@ from models.build import STUDENT_SHAPES, build_model
 from models.ssl import load_teacher, normalize_waves
 from tests.conftest import FAST
 from tests.trainer.test_oskdft import ARGS, TINY, job_of, run_epoch
-from trainer.loop import EpochState, Job, StopSignal, train_epoch
-from trainer.methods import METHODS
-from trainer.trainer import build_optimizer, set_lrs
+from trainer.methods import METHODS, locate
+from trainer.train import Job, StopSignal, TrainState, build_optimizer, set_lrs, train_epoch
 
 BATCH = 4
 
@@ -35,7 +34,7 @@ def one_step(method, epoch=1, **args):
     set_lrs(optimizer, epoch, args)
     job = Job(
         model,
-        teacher if METHODS[method].USES_TEACHER else None,
+        teacher if METHODS[method].uses_teacher else None,
         [batch],
         optimizer,
         torch.amp.GradScaler('cpu', enabled=False),
@@ -44,7 +43,7 @@ def one_step(method, epoch=1, **args):
         torch.device('cpu'),
         LogModuleController([], enabled=False),
     )
-    state = EpochState()
+    state = TrainState()
     train_epoch(job, epoch, state, StopSignal(), lambda: None)
     return before, model, state.means()
 
@@ -146,10 +145,12 @@ def test_kd_ft_trains_only_the_student_by_kd_first_then_everything_by_sv():
 
 def test_kd_ft_stages_schedule_and_scoring():
     kd_ft, args = METHODS['kd_ft'], dict(ARGS, kd_epochs=3, epoch=4)
-    assert kd_ft.epochs(args) == 7
-    assert [kd_ft.stage_epoch(e, args) for e in range(1, 8)] == [1, 2, 3, 1, 2, 3, 4]
-    assert [kd_ft.scored(e, args) for e in range(1, 8)] == [False] * 3 + [True] * 4
-    assert [e for e in range(1, 8) if kd_ft.new_stage(e, args)] == [4]
+    stages = kd_ft.stages(args)
+    assert kd_ft.epochs(args) == 7 and [stage.epochs for stage in stages] == [3, 4]
+    assert [locate(stages, e) for e in range(1, 8)] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (1, 4)]
+    assert [stages[locate(stages, e)[0]].sv for e in range(1, 8)] == [False] * 3 + [True] * 4
+    assert [stage.paths(1) for stage in stages] == [('kd',), ('sv',)]
+    assert len(kd_ft.stages(dict(args, kd_epochs=0))) == 1
 
 
 @pytest.mark.parametrize('method', ['ft', 'student_ft', 'kd_ft'])
@@ -186,15 +187,12 @@ def test_normalize_wave_feeds_teacher_and_student_normalised_waves():
     for normalize, (a, b) in ((True, (clean, augmented)), (False, prenormalised)):
         torch.manual_seed(1)
         model = build_model(dict(ARGS, normalize_wave=normalize), teacher, num_classes=5).eval()
-        losses.append(
-            METHODS['oskdft'].step(model, teacher, a, b, torch.arange(BATCH), 1, dict(ARGS, normalize_wave=normalize))[
-                1
-            ]
-        )
+        (stage,) = METHODS['oskdft'].stages(dict(ARGS, normalize_wave=normalize))
+        losses.append(stage.step(model, teacher, a, b, torch.arange(BATCH), 1)[1])
     torch.testing.assert_close(losses[0], losses[1])
     torch.manual_seed(1)
     plain = build_model(ARGS, teacher, num_classes=5).eval()
-    unnormalised = METHODS['oskdft'].step(plain, teacher, clean, augmented, torch.arange(BATCH), 1, ARGS)[1]
+    unnormalised = METHODS['oskdft'].stages(ARGS)[0].step(plain, teacher, clean, augmented, torch.arange(BATCH), 1)[1]
     assert (unnormalised - losses[0]).abs().max() > 1e-2
 
 
@@ -218,13 +216,15 @@ def test_the_smoke_preset_runs_on_a_subset_of_the_users_files_and_scores_vox1_o(
     [('oskdft', 0.0, False), ('ft', 0.0, False), ('kd_ft', 0.0, True), ('oskdft', 0.1, True)],
 )
 def test_ddp_looks_for_parameters_without_gradients_only_where_a_step_leaves_some_out(method, layerdrop, expected):
-    from trainer.trainer import some_steps_leave_parameters_out
+    from trainer.methods import kd_ft_stages
+    from trainer.train import some_steps_leave_parameters_out
 
     teacher = load_teacher('tiny', dict(TINY, layerdrop=layerdrop))
     args = dict(ARGS, method=method, kd_epochs=2)
-    assert some_steps_leave_parameters_out(build_model(args, teacher, num_classes=5), args) is expected
+    stages = METHODS[method].stages(args)
+    assert some_steps_leave_parameters_out(build_model(args, teacher, num_classes=5), stages) is expected
     if method == 'kd_ft':  # kd_epochs=0: no KD-only epoch
-        assert not some_steps_leave_parameters_out(build_model(args, teacher, 5), dict(args, kd_epochs=0))
+        assert not some_steps_leave_parameters_out(build_model(args, teacher, 5), kd_ft_stages(dict(args, kd_epochs=0)))
 
 
 def test_frozen_keeps_every_teacher_weight_and_trains_only_the_back_end_without_dropout():

@@ -12,9 +12,8 @@ from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
 from log.controller import LogModuleController
 from models.build import build_model
 from models.ssl import load_teacher
-from trainer.loop import EpochState, Job, StopSignal, TrainingDiverged, train_epoch
 from trainer.methods import METHODS
-from trainer.trainer import build_optimizer, set_lrs
+from trainer.train import Job, StopSignal, TrainingDiverged, TrainState, build_optimizer, set_lrs, train_epoch
 
 NO_REGULARISATION = dict(
     layerdrop=0.0,
@@ -73,8 +72,8 @@ def job_of(model, teacher, batches, optimizer, amp_dtype=None, **args):
     )
 
 
-def run_epoch(job, epoch=1, stop=None, saves=None):
-    state = EpochState()
+def run_epoch(job, epoch=1, stop=None, saves=None, state=None):
+    state = TrainState() if state is None else state
     finished = train_epoch(
         job, epoch, state, stop or StopSignal(), lambda: saves.append(state.step) if saves is not None else None
     )
@@ -122,7 +121,8 @@ def test_the_last_epoch_steps_the_sv_path_alone_as_both_paths_at_kd_weight_zero_
         expected = reference.get_parameter(name).grad
         expected = torch.zeros_like(p) if expected is None else expected
         torch.testing.assert_close(before[name] - p.detach(), expected, rtol=1e-9, atol=1e-12)
-    assert [METHODS['oskdft'].paths(epoch, ARGS) for epoch in (1, 3, 4)] == [('kd', 'sv')] * 2 + [('sv',)]
+    (stage,) = METHODS['oskdft'].stages(ARGS)
+    assert [stage.paths(epoch) for epoch in (1, 3, 4)] == [('kd', 'sv')] * 2 + [('sv',)]
 
 
 def test_one_adam_keeps_its_moments_across_epochs_and_takes_the_scheduled_lrs(setup):
@@ -176,19 +176,19 @@ def test_unreadable_training_files_are_named_once_and_stop_the_run_past_max_bad_
     teacher, model, (clean, augmented, labels) = setup
     met = [('a.wav', '', '', ''), ('', 'a.wav\nb.wav', '', ''), ('', '', '', ''), ('', '', 'c.wav', '')]
     batches = [(clean, augmented, labels, bad) for bad in met]
-    saves = []
+    saves, state = [], TrainState()
     job = job_of(model, teacher, batches, build_optimizer(model), max_bad_files=2)
     with pytest.raises(
         ValueError,
         match=r'path_train: 3 training files cannot be read \(more than max_bad_files=2\), '
         r'the first: a.wav, b.wav, c.wav',
     ):
-        run_epoch(job, saves=saves)
-    assert job.bad_files == ['a.wav', 'b.wav', 'c.wav'] and saves == [4]
+        run_epoch(job, saves=saves, state=state)
+    assert state.bad_files == ['a.wav', 'b.wav', 'c.wav'] and saves == [4]
     assert job.optimizer.state[next(iter(model.backend.parameters()))]['step'].item() == 4
     job = job_of(model, teacher, batches, build_optimizer(model), max_bad_files=3)
     state, finished = run_epoch(job)
-    assert finished and job.bad_files == ['a.wav', 'b.wav', 'c.wav']
+    assert finished and state.bad_files == ['a.wav', 'b.wav', 'c.wav']
 
 
 def test_a_stop_signal_finishes_the_step_saves_and_stops(setup):

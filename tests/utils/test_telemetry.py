@@ -15,10 +15,20 @@ from data.voxceleb import training_manifest
 from log.controller import LogModuleController
 from models.build import build_model
 from models.ssl import load_teacher
+from tests.log.recorder import MetricRecorder
 from tests.trainer.test_oskdft import ARGS, TINY
-from tests.trainer.test_run import new_run
-from trainer.loop import EpochState, Job, StopSignal, train_epoch
-from trainer.trainer import build_optimizer, build_train_loader, set_lrs
+from tests.trainer.test_run import META, new_job
+from trainer.train import (
+    Job,
+    StopSignal,
+    TrainState,
+    build_optimizer,
+    build_train_loader,
+    restore,
+    save,
+    set_lrs,
+    train_epoch,
+)
 from utils.hardware import GIB, peak_resident_bytes
 from utils.progress import format_duration
 from utils.telemetry import Telemetry
@@ -142,7 +152,8 @@ def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_pat
         num_train_frames=50,
         epoch=2,
     )
-    logger = LogModuleController([], enabled=True)
+    recorder = MetricRecorder()
+    logger = LogModuleController([recorder], enabled=True)
     manifest = training_manifest(args, logger)
     loader = build_train_loader(args, manifest, CPU)
     loader.dataset.set_epoch(1)
@@ -172,11 +183,11 @@ def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_pat
         logger,
         telemetry=Telemetry(CPU, num_workers=loader.num_workers, batch_size=4),
     )
-    train_epoch(job, 1, EpochState(), StopSignal(), lambda: None)
+    train_epoch(job, 1, TrainState(), StopSignal(), lambda: None)
 
     warnings = [text for text in texts if text.startswith('warning')]
     assert len(warnings) == 1 and 'Raise num_workers (now 0 loading processes' in warnings[0]
-    fractions = [record['value'] for record in logger.records if record['name'] == 'perf/data_wait_fraction']
+    fractions = [record['value'] for record in recorder.records if record['name'] == 'perf/data_wait_fraction']
     assert len(fractions) == 6 and all(0.0 <= fraction <= 1.0 for fraction in fractions)
     lines = [text for text in texts if text.startswith('epoch 1 step')]
     warned_after = next(i for i, text in enumerate(texts) if text.startswith('warning')) - 1
@@ -187,14 +198,14 @@ def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_pat
 
 
 def test_a_checkpoint_carries_the_runs_totals_with_the_steps_since_the_last_interval(tmp_path):
-    run, logger = new_run(tmp_path, seed=0)
-    run.job.telemetry = Telemetry(CPU)
-    run.job.telemetry.totals.update(steps=40, utterances=1280.0, train_seconds=33.5, evaluation_seconds=7.0)
+    job, logger = new_job(tmp_path, seed=0)
+    job.telemetry = Telemetry(CPU)
+    job.telemetry.totals.update(steps=40, utterances=1280.0, train_seconds=33.5, evaluation_seconds=7.0)
     for _ in range(2):  # two steps of an interval not yet reported
-        run.job.telemetry.count(32)
-    run.save()
-    resumed, _ = new_run(tmp_path / 'other', seed=1)
-    resumed.restore(torch.load(f'{logger.run_dir}/last.pt', weights_only=True), logger.run_dir)
-    totals = resumed.job.telemetry.totals
+        job.telemetry.count(32)
+    save(job, TrainState(), META)
+    resumed, _ = new_job(tmp_path / 'other', seed=1)
+    restore(resumed, torch.load(f'{logger.run_dir}/last.pt', weights_only=True), logger.run_dir)
+    totals = resumed.telemetry.totals
     assert totals['steps'] == 42 and totals['utterances'] == 1344.0 and totals['evaluation_seconds'] == 7.0
-    assert totals['train_seconds'] > 33.5 and totals == run.job.telemetry.totals
+    assert totals['train_seconds'] > 33.5 and totals == job.telemetry.totals

@@ -1,0 +1,632 @@
+"""The training run, top to bottom: set-up, the stages and their epochs, the steps of an epoch, the
+evaluation that chooses the best epoch, checkpoints, signals, and the final scores.
+
+    train(args, logger, device, resume)
+      set-up: data, teacher, model, precision; a resumed run takes back its TrainState
+      for each epoch of each stage (a stage starts with a fresh optimizer and LR schedule):
+        train_epoch: one optimizer step per batch; non-finite steps skipped; losses and telemetry
+                     read once per log_interval; last.pt every checkpoint_minutes; a SIGTERM /
+                     SIGINT saves and stops at the next step
+        end of the epoch: losses logged, the choosing list scored, the best model kept, last.pt
+                          (and best.pt on an improvement)
+      the best weights put back, every trial list scored, results.json
+
+Every decision that changes what the processes do next (skip this step, save, stop) is taken from
+flags combined over all ranks, so every rank takes it at the same step. The trainer is handed its
+logger; only rank 0's writes anything.
+"""
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from data.audio import FRAME_SAMPLES
+from data.augment import Augmenter
+from data.datasets import TrainSet
+from data.sampler import GlobalBatchSampler
+from data.voxceleb import class_weights, training_manifest
+from evaluation.evaluate import evaluate, trial_utterances
+from evaluation.results import final_evaluation, log_evaluation
+from evaluation.trials import load_trial_lists
+from models.build import build_model, parameter_counts
+from models.ssl import load_teacher, preprocessor_normalizes
+from trainer.methods import LOSS_NAMES, METHODS, locate
+from trainer.schedule import group_lrs
+from utils import distributed
+from utils.checkpoint import gather_rng_states, load_checkpoint, save_checkpoint, set_rng_state
+from utils.progress import format_duration, progress_bar
+from utils.redact import without_secrets
+from utils.seed import seed_everything
+from utils.telemetry import Telemetry
+
+# best_model: the list whose EER after each epoch chooses the best epoch (None: the last epoch)
+BEST_MODELS = {'vox1_o': 'Vox1-O', 'val': 'Val', 'last': None}
+THRESHOLD_LIST = 'Vox1-O'  # best_model=last: mode=verify's threshold is this list's EER point
+TEST_LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
+AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+class TrainingDiverged(Exception):
+    """Too many non-finite steps in a row: the run was saved and stopped."""
+
+
+def new_sums():
+    return torch.zeros(len(LOSS_NAMES) + 1, dtype=torch.float64)  # LOSS_NAMES' sums, then the good steps
+
+
+@dataclass
+class TrainState:
+    """Everything of the run's progress that a checkpoint saves besides the weights, the optimizer
+    and the random states: a resumed run continues exactly from it."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps done in the epoch in progress
+    sums: torch.Tensor = field(default_factory=new_sums)  # the epoch in progress
+    skipped: int = 0  # non-finite steps skipped in the epoch in progress
+    bad_in_row: int = 0
+    best: dict = field(default_factory=lambda: {'epoch': 0, 'eer': float('inf')})  # threshold: mode=verify's
+    bad_files: list = field(default_factory=list)  # training files found unreadable in this run, each once
+
+    def means(self):
+        return loss_means(self.sums)
+
+    def next_epoch(self):
+        """The epoch in progress is done: its counters start again."""
+        self.epoch, self.step, self.sums, self.skipped, self.bad_in_row = self.epoch + 1, 0, new_sums(), 0, 0
+
+    def to_checkpoint(self):
+        return {
+            'epoch': self.epoch,
+            'step': self.step,
+            'epoch_state': {'step': self.step, 'sums': self.sums.cpu(), 'skipped': self.skipped,
+                            'bad_in_row': self.bad_in_row},
+            'best': dict(self.best),
+            'bad_files': list(self.bad_files),
+        }  # fmt: skip
+
+    @classmethod
+    def from_checkpoint(cls, saved):
+        epoch_state = saved['epoch_state']
+        return cls(
+            saved['epoch'],
+            epoch_state['step'],
+            epoch_state['sums'],
+            epoch_state['skipped'],
+            epoch_state['bad_in_row'],
+            saved['best'],
+            list(saved.get('bad_files', [])),
+        )
+
+
+@dataclass
+class Job:
+    """What the steps of an epoch use. model is the (DDP-wrapped) SpeakerNet; the optimizer is
+    replaced when a stage starts."""
+
+    model: torch.nn.Module
+    teacher: torch.nn.Module
+    loader: torch.utils.data.DataLoader
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype  # None: full precision
+    args: dict
+    device: torch.device
+    logger: object
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry(enabled=False))
+    stages: tuple = None  # the method's stages; None: those of args['method']
+
+    def __post_init__(self):
+        if self.stages is None:
+            self.stages = METHODS[self.args['method']].stages(self.args)
+
+
+class StopSignal:
+    """Remembers a SIGTERM / SIGINT instead of dying: the loop finishes its step, saves and stops."""
+
+    def __init__(self):
+        self.received = None
+        self.previous = {}
+
+    def __enter__(self):
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self.previous[number] = signal.signal(number, self.handle)
+        return self
+
+    def handle(self, number, frame):
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def train(args, logger, device, resume=None):
+    """The whole run, or its continuation from `resume` (a loaded last.pt). Returns the results,
+    or None when a stop signal ended it (last.pt saved)."""
+    # --- set-up: data, teacher, model, precision
+    seed_everything(args['seed'])
+    manifest = training_manifest(args, logger)
+    trial_lists = load_trial_lists(args, logger, manifest)
+    loader = build_train_loader(args, manifest, device)
+    teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl']).to(device)
+    if preprocessor_normalizes(args['model_name_or_path']) and not args['normalize_wave']:
+        logger.log_text(
+            f'{args["model_name_or_path"]}: its preprocessor normalises waves (do_normalize) and '
+            f'normalize_wave is off, as in the original code; normalize_wave=true feeds it as pre-trained'
+        )
+    num_classes = len(manifest.speakers)
+    weights = torch.from_numpy(class_weights(manifest.labels, num_classes)) if args['class_weight'] else None
+    raw_model = build_model(args, teacher, num_classes, weights).to(device)
+    params = parameter_counts(teacher, raw_model)
+    method = METHODS[args['method']]
+    stages = method.stages(args)
+    if not method.uses_teacher:
+        teacher = None  # copied into the student; without KD it never runs
+    if args['compile']:
+        raw_model.student.compile()
+        raw_model.backend.compile()
+    dtype = amp_dtype(args, device)
+    job = Job(
+        distribute(raw_model, device, stages),
+        teacher,
+        loader,
+        build_optimizer(raw_model),
+        torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        dtype,
+        args,
+        device,
+        logger,
+        Telemetry(device, num_workers=loader.num_workers, batch_size=args['batch_size']),
+        stages,
+    )
+    state = TrainState(bad_files=list(manifest.unreadable))
+    meta = {'num_classes': num_classes, 'params': params}  # parameter counts: for results.json
+    seed_everything(args['seed'] + distributed.rank())
+    logger.log_text(
+        f'method {method.name}: {method.summary}; {method.epochs(args)} epochs; '
+        f'{len(manifest.paths)} training utterances of {num_classes} speakers; parameters {params}; '
+        f'augmentation {"on" if loader.dataset.augment else "off (no path_musan / path_rir)"}; '
+        f'precision {dtype or torch.float32}; batch {args["batch_size"]} = {distributed.world_size()} '
+        f'x {loader.batch_sampler.per_rank}'
+    )
+    chooser = BEST_MODELS[args['best_model']]
+    tuning = {name: trials for name, trials in trial_lists.items() if name == chooser}
+    scored = [epoch for epoch in range(1, method.epochs(args) + 1) if tuning and stages[locate(stages, epoch)[0]].sv]
+    final_scale = len(trial_utterances(trial_lists)) / len(trial_utterances(tuning)) if tuning else 0.0
+    job.telemetry.plan(method.epochs(args), scored, final_scale)  # what the run's ETA counts
+    best_weights = None
+    with StopSignal() as stop:  # from here on a SIGTERM / SIGINT saves and stops at the next step
+        if resume:
+            state, best_weights = restore(job, resume, os.path.dirname(os.path.abspath(args['resume'])))
+        elif tuning:
+            logger.log_text(f'best_model={args["best_model"]}: {chooser} is scored after every epoch and chooses')
+        elif args['best_model'] == 'last':
+            logger.log_text('best_model=last: the last epoch is kept; the lists are scored after it')
+        else:
+            logger.log_text(f'no {chooser} list: the last epoch is kept as the best model')
+
+        checkpoint = partial(save, job, state, meta)  # last.pt; best_too=True: best.pt too
+
+        # --- the stages and their epochs
+        for epoch in range(state.epoch + 1, method.epochs(args) + 1):
+            index, stage_epoch = locate(stages, epoch)
+            stage = stages[index]
+            if index > 0 and stage_epoch == 1 and state.step == 0:  # a new stage starts as a new run would
+                job.optimizer = build_optimizer(raw_model)
+                logger.log_text(f'epoch {epoch}: the next stage of {method.name} starts, optimizer state reset')
+            lrs = set_lrs(job.optimizer, stage_epoch, args)
+            loader.batch_sampler.set_epoch(epoch, state.step)
+            loader.dataset.set_epoch(epoch)
+            if not train_epoch(job, epoch, state, stop, checkpoint):
+                return stopped(logger, stop, epoch - 1, state.step)
+
+            # --- the end of the epoch: logs, the choosing list, the best model, checkpoints
+            log_training(logger, epoch, lrs, loss_means(distributed.sum_over_ranks(state.sums.to(device))))
+            steps = loader.batch_sampler.steps_per_epoch
+            logger.log_metric('train/skipped_steps', state.skipped, global_step(epoch, steps, steps))
+            if state.skipped:
+                logger.log_text(
+                    f'epoch {epoch}: {state.skipped} steps skipped (non-finite loss or gradients, '
+                    f'or fp16 overflow while the loss scale settles); the means are over the others'
+                )
+            eer = threshold = float('nan')
+            if tuning and stage.sv:
+                with job.telemetry.timed_evaluation(tuning=True):
+                    results = evaluate(raw_model, tuning, args['path_test'], args, device, distributed.is_main())
+                log_evaluation(logger, results, epoch)
+                eer, threshold = results[chooser]['eer'], results[chooser]['eer_threshold']
+            improved = improves(eer, state.best['eer']) if tuning else stage.sv
+            if improved:
+                state.best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}
+                if tuning:
+                    state.best['list'] = chooser
+                    state.best['results'] = {key: value for key, value in results[chooser].items() if key != 'scores'}
+                    trials = tuning[chooser]
+                    logger.save_scores(chooser, trials.enroll, trials.test, trials.labels, results[chooser]['scores'])
+                best_weights = {name: tensor.detach().cpu().clone() for name, tensor in raw_model.state_dict().items()}
+            logger.end_epoch()
+            state.next_epoch()
+            checkpoint(best_too=improved)
+            if distributed.any_rank(torch.tensor([stop.received is not None], device=device)).item():
+                return stopped(logger, stop, epoch, 0)
+
+    # --- the final scores, with the best model
+    if best_weights is None:
+        logger.log_text(f'no epoch improved on {chooser}: the last weights are scored')
+    else:
+        raw_model.load_state_dict(best_weights)
+    chosen = f'{chooser} EER {state.best["eer"]:.3f} %' if tuning else 'the last'
+    logger.log_text(f'best epoch {state.best["epoch"]} ({chosen}); scoring every trial list')
+    # a validation list that chose the epoch was scored with these very weights: its scores are kept
+    kept = {}
+    if chooser not in TEST_LISTS and 'results' in state.best and not args['asnorm_top_k']:
+        kept = {chooser: state.best['results']}
+    lists = {name: trials for name, trials in trial_lists.items() if name not in kept}
+    summary = final_evaluation(
+        raw_model,
+        lists,
+        args,
+        device,
+        logger,
+        state.best['epoch'] or state.epoch,
+        params,
+        job.telemetry,
+        manifest,
+        kept,
+    )
+    if not tuning and THRESHOLD_LIST in summary:  # best_model=last: mode=verify's threshold, measured now
+        state.best.update(
+            eer=summary[THRESHOLD_LIST]['eer'], threshold=summary[THRESHOLD_LIST]['eer_threshold'], list=THRESHOLD_LIST
+        )
+        checkpoint(best_too=True)
+    return summary
+
+
+def train_epoch(job, epoch, state, stop, save_last):
+    """Continues epoch `epoch` (1-based) from state.step to its end, updating state. Returns False
+    when a stop signal ended it early (after save_last()), True at the epoch's end. last.pt is also
+    saved every checkpoint_minutes."""
+    args, device = job.args, job.device
+    index, stage_epoch = locate(job.stages, epoch)
+    stage = job.stages[index]
+    job.model.train()
+    sums = state.sums.to(device)
+    reported = sums.clone()  # the sums at the last interval's report
+    steps = state.step + len(job.loader)
+    last_save = time.monotonic()
+    telemetry = job.telemetry
+    telemetry.start_epoch()
+    bar = progress_bar(
+        telemetry.timed(job.loader),
+        f'epoch {epoch}',
+        distributed.is_main(),
+        total=steps,
+        initial=state.step,
+        own_eta=not telemetry.enabled,
+    )
+    for clean, augmented, labels, bad in bar:
+        telemetry.count(len(labels))
+        clean, augmented = clean.to(device, non_blocking=True), augmented.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        buffers = [buffer.clone() for buffer in job.model.buffers()]  # BatchNorm statistics, put back on a skip
+        with torch.autocast(device.type, dtype=job.amp_dtype, enabled=job.amp_dtype is not None):
+            loss, values = stage.step(job.model, job.teacher, clean, augmented, labels, stage_epoch)
+        job.optimizer.zero_grad(set_to_none=True)
+        job.scaler.scale(loss).backward()
+        job.scaler.unscale_(job.optimizer)
+        save_due = distributed.is_main() and time.monotonic() - last_save >= args['checkpoint_minutes'] * 60
+        flags = torch.stack(
+            [
+                ~torch.isfinite(values[2]),
+                ~torch.isfinite(gradient_norm(job.optimizer)),
+                torch.tensor(stop.received is not None, device=device),
+                torch.tensor(save_due, device=device),
+                torch.tensor(any(bad), device=device),
+            ]
+        )
+        bad_loss, bad_grads, stopping, saving, bad_data = distributed.any_rank(flags).tolist()  # the step's one read
+        state.step += 1
+        skipped = bad_loss or bad_grads
+        # with fp16 loss scaling, gradients that overflow while the loss is finite are the scaler's
+        # business: scaler.step skips them itself and the scale is lowered (counted, not reported)
+        overflow = bad_grads and not bad_loss and job.scaler.is_enabled()
+        if skipped and not overflow:
+            for buffer, saved in zip(job.model.buffers(), buffers):
+                buffer.copy_(saved)
+            job.logger.log_text(
+                f'epoch {epoch} step {state.step}: non-finite loss or gradients, step skipped '
+                f'({state.bad_in_row + 1} in a row)'
+            )
+        else:
+            job.scaler.step(job.optimizer)
+        if skipped:
+            state.skipped += 1
+            state.bad_in_row += 1
+        else:
+            sums += torch.cat([values.double(), values.new_ones(1, dtype=torch.float64)])
+            state.bad_in_row = 0
+        job.scaler.update()
+        if state.step % args['log_interval'] == 0:
+            report_interval(job, stage.paths(stage_epoch), epoch, state.step, steps, sums, reported, bar)
+        if bad_data:
+            note_bad_files(job, epoch, state, bad, sums, save_last)
+        diverged = state.bad_in_row > args['max_bad_steps']
+        if diverged or stopping or saving:
+            state.sums = sums.cpu()
+            save_last()
+            last_save = time.monotonic()
+        if diverged:
+            raise TrainingDiverged(
+                f'{state.bad_in_row} non-finite steps in a row (max_bad_steps='
+                f'{args["max_bad_steps"]}) at epoch {epoch} step {state.step}; last.pt holds '
+                f'the weights before them: lower lr or change amp, then resume=PATH'
+            )
+        if stopping:
+            return False
+    state.sums = sums.cpu()
+    telemetry.flush()
+    return True
+
+
+def save(job, state, meta, best_too=False):
+    """last.pt (and best.pt) of the run as it stands, into the logger's run folder; every rank calls
+    it (the random states of all ranks are gathered), rank 0 writes. Self-contained: the student's
+    own SSL config and the run's settings rebuild the model without the teacher (inference.model),
+    and state.best carries the EER threshold of the best epoch (mode=verify decides with it)."""
+    job.telemetry.flush()
+    rng = gather_rng_states()
+    model = unwrap(job.model)
+    if rng is not None:
+        for name in ('last.pt', 'best.pt') if best_too else ('last.pt',):
+            save_checkpoint(
+                os.path.join(job.logger.run_dir, name),
+                state,
+                model,
+                job.optimizer,
+                job.scaler,
+                rng,
+                world_size=distributed.world_size(),
+                args=without_secrets(job.args),
+                telemetry=job.telemetry.state_dict(),
+                ssl_config=model.student.ssl.config.to_dict(),
+                **meta,
+            )
+    job.logger.log_text(
+        f'saved last.pt{" and best.pt" if best_too else ""}: epoch {state.epoch} done, {state.step} steps of the next'
+    )
+
+
+def restore(job, saved, run_dir):
+    """A resumed run's TrainState and best weights (None before any best epoch) from its last.pt:
+    weights, optimizer, loss scaler, telemetry and this rank's random state put back. best.pt is
+    written after last.pt, so a kill between them leaves a last.pt whose best epoch is the epoch it
+    ends: the best weights are then last.pt's own."""
+    unwrap(job.model).load_state_dict(saved['model'])
+    job.optimizer.load_state_dict(saved['optimizer'])
+    job.scaler.load_state_dict(saved['scaler'])
+    job.telemetry.load_state_dict(saved.get('telemetry', {}))
+    state = TrainState.from_checkpoint(saved)
+    best_weights = None
+    if state.best['epoch'] == state.epoch and state.step == 0:
+        best_weights = saved['model']
+    elif state.best['epoch'] > 0:
+        best = load_checkpoint(os.path.join(run_dir, 'best.pt'), 'resume')
+        if best['epoch'] != state.best['epoch']:
+            raise ValueError(
+                f"resume: {run_dir}/best.pt holds epoch {best['epoch']}, the run's best is epoch {state.best['epoch']}"
+            )
+        best_weights = best['model']
+    rank, world = distributed.rank(), distributed.world_size()
+    if saved['world_size'] == world:
+        set_rng_state(saved['rng'][rank])
+    else:
+        job.logger.log_text(
+            f'resumed on {world} processes, saved on {saved["world_size"]}: the data '
+            f'order is the same, the random streams (dropout, masking) are new ones'
+        )
+    job.logger.log_text(
+        f'resumed from epoch {state.epoch}, step {state.step} of the next; best so far epoch {state.best["epoch"]}'
+    )
+    return state, best_weights
+
+
+def build_train_loader(args, manifest, device):
+    """This process's share of every global batch; its own generator, so that starting the loader
+    (at an epoch's start, or mid-epoch after a resume) draws nothing from the global random state."""
+    augment = None
+    if args['path_musan']:
+        augment = Augmenter(args['path_musan'], args['path_rir'], args['aug_p'], args['clip_p'], args['ease_p'])
+    dataset = TrainSet(manifest.paths, manifest.labels, args['num_train_frames'] * FRAME_SAMPLES, augment, args['seed'])
+    sampler = GlobalBatchSampler(
+        len(dataset), args['batch_size'], distributed.rank(), distributed.world_size(), args['seed']
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=distributed.data_workers(args['num_workers']),
+        pin_memory=device.type == 'cuda',
+        generator=torch.Generator(),
+    )
+
+
+def build_optimizer(model):
+    """One Adam for a stage (a new stage gets a new one); the LR of each named group is set every
+    epoch by the schedule."""
+    groups = [
+        {'name': name, 'params': trained, 'lr': 0.0}
+        for name, params in model.parameter_groups().items()
+        if (trained := [param for param in params if param.requires_grad])
+    ]  # no adapter group without adapters, no student group with a frozen SSL model
+    return torch.optim.Adam(groups, weight_decay=0.0)
+
+
+def set_lrs(optimizer, stage_epoch, args):
+    """Each group's LR for the stage's epoch `stage_epoch`; the values, for the log."""
+    lrs = group_lrs(stage_epoch, args)
+    lrs = {name: lr for name, lr in lrs.items() if name in {group['name'] for group in optimizer.param_groups}}
+    for group in optimizer.param_groups:
+        group['lr'] = lrs[group['name']]
+    return lrs
+
+
+def amp_dtype(args, device):
+    """amp=auto: bf16 on a GPU that has it, full precision otherwise."""
+    if args['amp'] == 'auto':
+        return torch.bfloat16 if device.type == 'cuda' and torch.cuda.is_bf16_supported() else None
+    return AMP_DTYPES[args['amp']]
+
+
+def unwrap(model):
+    """The SpeakerNet inside a DDP wrapper (the model itself in one process)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def distribute(model, device, stages):
+    """DDP over the job's processes (the model itself in one process)."""
+    if distributed.world_size() == 1:
+        return model
+    return DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == 'cuda' else None,
+        find_unused_parameters=some_steps_leave_parameters_out(model, stages),
+    )
+
+
+def some_steps_leave_parameters_out(model, stages):
+    """Whether a step can leave parameters without a gradient, which DDP then has to look for
+    (find_unused_parameters) and counts as zero in the average: LayerDrop skips layers at random,
+    on each rank its own; a KD-only stage (kd_ft's first) leaves out the back-end."""
+    layerdrop = getattr(model.student.ssl.config, 'layerdrop', 0.0)
+    return layerdrop > 0 or not all(stage.sv for stage in stages)
+
+
+def gradient_norm(optimizer):
+    grads = [p.grad for group in optimizer.param_groups for p in group['params'] if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads)
+
+
+def global_step(epoch, step, steps_per_epoch):
+    """Optimizer steps since the run began, at step `step` of epoch `epoch` (1-based): the step of
+    the metrics logged every log_interval steps."""
+    return (epoch - 1) * steps_per_epoch + step
+
+
+def loss_means(sums):
+    """{loss name: mean over the good steps}; sums holds LOSS_NAMES' sums, then the count (read from the device)."""
+    values = sums.tolist()
+    return {name: values[i] / max(values[-1], 1) for i, name in enumerate(LOSS_NAMES)}
+
+
+def improves(eer, best_eer):
+    """A finite EER below the best so far; an epoch that could not be scored (NaN) never improves."""
+    return math.isfinite(eer) and eer < best_eer
+
+
+def note_bad_files(job, epoch, state, bad, sums, save_last):
+    """Names the training files that could not be read in this step on any rank (each was replaced
+    by another item), and stops the run, saved, once the run has met more than max_bad_files."""
+    met = distributed.gather_objects(TrainSet.bad_paths(bad))
+    new = distributed.broadcast_object(
+        None if met is None else sorted({path for paths in met for path in paths} - set(state.bad_files))
+    )
+    if not new:
+        return
+    state.bad_files.extend(new)
+    limit = job.args['max_bad_files']
+    job.logger.log_text(
+        f'epoch {epoch} step {state.step}: skipped {len(new)} unreadable training file(s), another item '
+        f'drawn in place of each ({len(state.bad_files)} in this run, max_bad_files={limit}): '
+        f'{", ".join(new)}'
+    )
+    if len(state.bad_files) > limit:
+        state.sums = sums.cpu()
+        save_last()
+        raise ValueError(
+            f'path_train: {len(state.bad_files)} training files cannot be read (more than max_bad_files='
+            f'{limit}), the first: {", ".join(state.bad_files[:3])}; the log names every one. Repair or '
+            f'remove them (or raise max_bad_files), then resume=PATH of last.pt'
+        )
+
+
+def report_interval(job, paths, epoch, step, steps, sums, reported, bar):
+    """Once per log_interval steps, over the global batch (every rank takes this step at once): the
+    epoch's running means as train/<loss> and in the bar and, read from the device at the same time,
+    the interval's means (reported: the sums at the last report, brought up to date). Without
+    telemetry the log gets the running means; with it, the interval's losses of the paths the step
+    runs and its throughput, memory and time to finish, as metrics at the run's step number, and the
+    same in one line of log.txt."""
+    totals = distributed.sum_over_ranks(torch.stack([sums, sums - reported]))
+    running, interval = (loss_means(row) for row in totals.cpu())
+    reported.copy_(sums)
+    at = global_step(epoch, step, steps)
+    for name, value in running.items():
+        job.logger.log_metric(f'train/{name}', value, at)
+    postfix = dict(kd=f'{running["kd"]:.3f}', sv=f'{running["sv"]:.3f}', acc=f'{running["accuracy"]:.1f}')
+    report = job.telemetry.interval(epoch, step, steps)
+    if report is None:
+        bar.set_postfix(postfix)
+        job.logger.log_text(
+            f'epoch {epoch} step {step}/{steps}: loss/kd {running["kd"]:.4f} loss/sv '
+            f'{running["sv"]:.4f} accuracy {running["accuracy"]:.1f} % (running means)'
+        )
+        return
+    bar.set_postfix(postfix, eta=format_duration(report.eta_epoch), run=format_duration(report.eta_run))
+    health = health_metrics(interval, paths)
+    for name, value in {**health, **report.metrics()}.items():
+        job.logger.log_metric(name, value, at)
+    job.logger.log_text(
+        f'epoch {epoch} step {step}/{steps}: {health_text(health)} (last {report.steps} steps) | {report.text()}'
+    )
+    for warning in report.warnings:
+        job.logger.log_text(warning)
+
+
+def health_metrics(means, paths):
+    """The interval's means of the paths a step ran: the KD loss as trained (x the epoch's weight)
+    beside the plain MSE, whose trend stays visible as the weight falls to 0; the SV loss beside
+    the accuracy of the plain cosines."""
+    metrics = {}
+    if 'kd' in paths:
+        metrics.update({'health/kd_loss': means['kd'], 'health/kd_mse': means['kd_mse']})
+    if 'sv' in paths:
+        metrics.update({'health/sv_loss': means['sv'], 'health/accuracy': means['accuracy']})
+    return metrics
+
+
+def health_text(health):
+    parts = []
+    if 'health/kd_loss' in health:
+        parts.append(f'kd {health["health/kd_loss"]:.4f} (mse {health["health/kd_mse"]:.4f})')
+    if 'health/sv_loss' in health:
+        parts.append(f'sv {health["health/sv_loss"]:.4f} accuracy {health["health/accuracy"]:.1f} %')
+    return ' '.join(parts)
+
+
+def log_training(logger, epoch, lrs, losses):
+    for name, value in lrs.items():
+        logger.log_metric(f'lr/{name}', value, epoch)
+    for name in ('kd', 'sv', 'total'):
+        logger.log_metric(f'loss/{name}', losses[name], epoch)
+    logger.log_text(
+        f'epoch {epoch}: loss/kd {losses["kd"]:.4f} loss/sv {losses["sv"]:.4f} accuracy {losses["accuracy"]:.1f} %'
+    )
+
+
+def stopped(logger, stop, epoch, step):
+    launcher = (
+        f'torchrun --nproc_per_node={distributed.world_size()} main.py'
+        if 'TORCHELASTIC_RUN_ID' in os.environ
+        else 'python main.py'
+    )
+    logger.log_text(
+        f'{stop.received}: stopped after epoch {epoch} and {step} steps of the next; last.pt saved. '
+        f'Continue with: {launcher} resume={os.path.join(logger.run_dir, "last.pt")}'
+    )
+    return None
