@@ -96,8 +96,11 @@ EXPERIMENT_ARGS = {
     'min_train_seconds': 0.5,  # shorter training files are left out (counted in the log)
     'num_test_frames': 300,  # 3 s evaluation segments
     'num_seg': 5,
+    'eval_segments_like_original': False,  # True: segments 1-2 of 5 embedded without adapters, as the original did
     'asnorm_top_k': 0,  # adaptive s-norm of the final scores (WeSpeaker: 300); 0: off
     'asnorm_cohort_utts': 3,  # utterances per training speaker averaged into its cohort embedding
+    # (the unit mean of that many; WeSpeaker's formula, but its cohort is the mean of all of a speaker's
+    # raw embeddings minus the training set's mean: docs/differences.md)
     'aug_p': 0.6,
     'clip_p': 0.3,
     'ease_p': 0.3,

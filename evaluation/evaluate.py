@@ -61,12 +61,37 @@ def embed_full(model, waves, lengths):
     return model.embed(waves, lengths.to(waves.device))
 
 
+def embed_segments(model, segs, num_seg, like_original=False):
+    """Segment embeddings of a group of utterances, (B * num_seg, L) -> (B * num_seg, E), adapters on
+    every segment. like_original: as the original code embedded them, its training-mode split run on
+    each utterance's batch of num_seg segments: the first num_seg // 2 (segments 1-2 of 5) without
+    adapters, the rest (3-5) with them; here in one forward, every utterance's plain segments first
+    (one segment: all with adapters, as there)."""
+    if not like_original:
+        return model.embed(segs)
+    rows = torch.arange(len(segs), device=segs.device).view(-1, num_seg)  # (B, S)
+    plain = num_seg // 2
+    order = torch.cat([rows[:, :plain].flatten(), rows[:, plain:].flatten()])
+    emb = model.embed(segs[order], sv_from=rows.shape[0] * plain)  # (B * S, E), in that order
+    return emb[torch.argsort(order)]
+
+
 @torch.no_grad()
 def embed_utterances(
-    model, root, keys, num_samples, num_seg, device, num_workers=0, show_progress=True, max_samples=None
+    model,
+    root,
+    keys,
+    num_samples,
+    num_seg,
+    device,
+    num_workers=0,
+    show_progress=True,
+    max_samples=None,
+    segments_like_original=False,
 ):
     """Embeds every utterance twice, whole and as num_seg evenly spaced segments, each rank its
-    shard, in groups of max_samples of audio (plan_batches; None: one utterance at a time).
+    shard, in groups of max_samples of audio (plan_batches; None: one utterance at a time);
+    segments_like_original: the segments as embed_segments's like_original.
     Returns (unit full embeddings (N, E), mean unit segment embeddings (N, E)) on the CPU, in the
     order of keys, on rank 0; None on the other ranks."""
     was_training = model.training
@@ -88,7 +113,7 @@ def embed_utterances(
     full = segments = None
     for waves, lengths, segs, index in progress_bar(loader, 'enroll', show_progress):
         full_emb = embed_full(model, waves.to(device), lengths).float().cpu()  # (B, E)
-        seg_emb = model.embed(segs.to(device)).float().cpu()  # (B * S, E)
+        seg_emb = embed_segments(model, segs.to(device), num_seg, segments_like_original).float().cpu()  # (B * S, E)
         if full is None:
             full = torch.empty(len(dataset), full_emb.shape[1])
             segments = torch.empty(len(dataset), num_seg, full_emb.shape[1])
@@ -162,10 +187,11 @@ def training_cohort(model, manifest, args, device, show_progress=True):
 
 
 def embed_as_set(model, root, keys, args, device, show_progress):
-    """embed_utterances with the run's settings: num_test_frames segments, eval_batch_seconds of
-    audio per forward. Reading a test file costs little beside embedding it, so loader workers keep
-    a GPU fed, but on a CPU they take cores from the model (2 workers: 25-30 % fewer utterances/s
-    on 2 cores): there files are read in the process itself."""
+    """embed_utterances with the run's settings: num_test_frames segments (embedded as the original
+    code did with eval_segments_like_original), eval_batch_seconds of audio per forward. Reading a
+    test file costs little beside embedding it, so loader workers keep a GPU fed, but on a CPU they
+    take cores from the model (2 workers: 25-30 % fewer utterances/s on 2 cores): there files are
+    read in the process itself."""
     workers = distributed.data_workers(args['num_workers']) if device.type == 'cuda' else 0
     return embed_utterances(
         model,
@@ -177,6 +203,7 @@ def embed_as_set(model, root, keys, args, device, show_progress):
         workers,
         show_progress,
         round(args['eval_batch_seconds'] * SAMPLE_RATE),
+        args['eval_segments_like_original'],
     )
 
 

@@ -137,7 +137,9 @@ def open_out(out, identity):
     if os.path.isfile(path):
         with open(path, encoding='utf-8') as file:
             saved = json.load(file)
-        changed = [key for key in ('weights', 'num_test_frames', 'num_seg') if saved.get(key) != identity[key]]
+        recipe = ('weights', 'num_test_frames', 'num_seg', 'eval_segments_like_original')
+        # False: an embed.json written before the switch existed, whose segments all took the adapters
+        changed = [key for key in recipe if saved.get(key, False) != identity[key]]
         if changed:
             raise ValueError(
                 f'out={out!r} holds embeddings of another model or recipe ({", ".join(changed)} '
@@ -200,6 +202,7 @@ def embed_checkpoint(args, logger, device, state):
         'weights': weights_fingerprint(state['model']),
         'num_test_frames': args['num_test_frames'],
         'num_seg': args['num_seg'],
+        'eval_segments_like_original': args['eval_segments_like_original'],
         'embedding_size': args['embedding_size'],
         'columns': 'unit full-utterance embedding, then the mean of the unit segment embeddings; '
         'score = 0.5 x dot product of two rows',

@@ -46,10 +46,11 @@ class SpeakerNet(nn.Module):
         sv_loss, accuracy = self.head(self.backend(sv_hidden), labels)
         return kd_hidden, sv_loss, accuracy
 
-    def embed(self, wave, lengths=None):
+    def embed(self, wave, lengths=None, sv_from=0):
         """Inference: the SV path only (adapters on). (B, L) -> (B, E). lengths (B,): the valid
-        samples of each row of a zero-padded batch, each row embedded as it is alone."""
-        return embed_waves(self.student, self.backend, wave, lengths, self.normalize_wave)
+        samples of each row of a zero-padded batch, each row embedded as it is alone. sv_from: the
+        first row that takes the adapters (0: all; more only for eval_segments_like_original)."""
+        return embed_waves(self.student, self.backend, wave, lengths, self.normalize_wave, sv_from)
 
     def parameter_groups(self):
         """The three optimizer groups of the method."""
@@ -60,12 +61,18 @@ class SpeakerNet(nn.Module):
         }
 
 
-def embed_waves(student, backend, wave, lengths=None, normalize_wave=False):
+def embed_waves(student, backend, wave, lengths=None, normalize_wave=False, sv_from=0):
     """The SV path, adapters on every row, and the back-end: (B, L) -> (B, E). What SpeakerNet.embed
     runs and the exported graph holds (inference.export). lengths (B,): the valid samples of each
-    row of a zero-padded batch, each row embedded as it is alone. normalize_wave: as SpeakerNet's."""
+    row of a zero-padded batch, each row embedded as it is alone. normalize_wave: as SpeakerNet's.
+    sv_from > 0 (unpadded rows only): the rows before it without adapters, as the original code's
+    evaluation ran part of its segments (eval_segments_like_original)."""
     if normalize_wave:
         wave = normalize_waves(wave, lengths)
+    if sv_from:
+        if lengths is not None:
+            raise ValueError('sv_from: rows without adapters are embedded from an unpadded batch only')
+        return backend(student.forward_rows(wave, sv_from))
     if lengths is None:
         return backend(student(wave, adapters=True))  # (B, T, D) -> (B, E)
     hidden, frames = student.forward_padded(wave, lengths)

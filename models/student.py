@@ -184,6 +184,11 @@ class Student(nn.Module):
         features = self.extract_features(wave)
         return self.encode(features, sv_from=0 if adapters else None)
 
+    def forward_rows(self, wave, sv_from):
+        """(B, L) -> (B, T, D), the rows before sv_from without adapters (the KD path), the rest
+        with them: how the original code's evaluation ran its segments (eval_segments_like_original)."""
+        return self.encode(self.extract_features(wave), sv_from=sv_from)
+
     def forward_padded(self, wave, lengths):
         """The SV path over a zero-padded batch: (B, L) waves with (B,) valid samples ->
         (hidden (B, T, D), valid frames (B,)), each row's valid frames as the utterance alone gives

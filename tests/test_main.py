@@ -282,3 +282,19 @@ def test_a_spawned_process_reports_a_bad_argument_in_one_line(tmp_path, capfd):
         distributed.spawn(main.run_reporting_errors, 2, args, state)
     assert "error: amp='fp32': expected one of auto, none, bf16, fp16" in capfd.readouterr().err
     assert not (tmp_path / 'OS-KDFT').exists()
+
+
+@pytest.mark.parametrize(
+    'saved, given, used',
+    [
+        ({'eval_segments_like_original': False}, ['eval_segments_like_original=true'], True),
+        ({'eval_segments_like_original': True}, ['eval_segments_like_original=false'], False),
+        ({'eval_segments_like_original': True}, [], True),
+        ({}, [], False),  # a checkpoint written before the switch existed: the default
+    ],
+)
+def test_evaluate_mode_takes_eval_segments_like_original_from_the_command_line(tmp_path, saved, given, used):
+    path = tmp_path / 'best.pt'
+    torch.save({'model': {}, 'args': {'method': 'oskdft', **saved}, 'epoch': 1, 'num_classes': 2}, path)
+    args, _ = main.resolve_arguments(['mode=evaluate', f'checkpoint={path}', *given])
+    assert args['eval_segments_like_original'] is used
