@@ -34,15 +34,22 @@ def save_checkpoint(path, state, model, optimizer, scaler, rng, **meta):
     epoch, step, best epoch, ...), the model's, optimizer's and loss scaler's state dicts, the random
     states of every rank (rng, gather_rng_states'), the time it was saved, and meta (the settings,
     the model's config: what rebuilds it without the command line)."""
-    checkpoint = {
-        **state.to_checkpoint(),
-        'model': model.state_dict(),
-        'optimizer': optimizer.state_dict(),
-        'scaler': scaler.state_dict(),
-        'rng': rng,
-        'saved_at': time.time(),  # metrics.jsonl's records up to this time are the run's so far
-        **meta,
-    }
+    write_checkpoint(
+        path,
+        {
+            **state.to_checkpoint(),
+            'model': model.state_dict(),
+            'optimizer': optimizer.state_dict(),
+            'scaler': scaler.state_dict(),
+            'rng': rng,
+            'saved_at': time.time(),  # metrics.jsonl's records up to this time are the run's so far
+            **meta,
+        },
+    )
+
+
+def write_checkpoint(path, checkpoint):
+    """A checkpoint dict (one save_checkpoint made, or one read back and edited) written atomically."""
     write_atomic(path, lambda file: torch.save(checkpoint, file))
 
 

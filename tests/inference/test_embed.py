@@ -16,7 +16,7 @@ from scipy.signal import resample_poly
 import inference.embed
 import main
 from tests.inference.common import read_scores, run_mode, user_error
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, write_checkpoint
 
 TOLERANCE = 1e-5
 
@@ -124,7 +124,7 @@ def test_an_out_folder_of_another_model_or_recipe_is_refused(listed, trained_run
     state = load_checkpoint(trained_run / 'best.pt')
     name = next(name for name in state['model'] if name.endswith('.weight'))
     other = dict(state, model={**state['model'], name: state['model'][name] + 0.01})
-    save_checkpoint(str(tmp_path / 'other.pt'), other)
+    write_checkpoint(str(tmp_path / 'other.pt'), other)
     argv = embed(trained_run, listed[0], out, tmp_path / 'other.pt') + [f'path_log={tmp_path}']
     refused = f'out={str(out)!r} holds embeddings of another model or recipe ({{}} differ); give a new out folder'
     assert user_error(*argv) == refused.format('weights')

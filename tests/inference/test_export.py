@@ -19,7 +19,7 @@ from inference.model import load_model
 from models.ssl import normalize_waves
 from tests.inference.common import checkpoints_not_ours, run_mode, user_error
 from tests.inference.test_model import Notes
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, write_checkpoint
 
 
 def with_strong_adapters(state):
@@ -38,7 +38,7 @@ def exported(trained_run, tmp_path_factory):
     """(the export's run folder, its results, the out folder, the eager SpeakerNet)."""
     root = tmp_path_factory.mktemp('export')
     state = with_strong_adapters(load_checkpoint(trained_run / 'best.pt'))
-    save_checkpoint(str(root / 'best.pt'), state)
+    write_checkpoint(str(root / 'best.pt'), state)
     folder, results = run_mode(root, 'mode=export', f'checkpoint={root / "best.pt"}', f'out={root / "out"}')
     model, _ = load_model(state, get_args()[0], Notes(), torch.device('cpu'))
     return folder, results, root / 'out', model

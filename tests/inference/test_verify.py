@@ -11,7 +11,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from tests.inference.common import checkpoints_not_ours, read_scores, run_mode, user_error
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, write_checkpoint
 
 TOLERANCE = 1e-5
 RESAMPLED_TOLERANCE = 5e-3
@@ -73,7 +73,7 @@ def test_threshold_x_decides_instead_of_the_checkpoint(trained_run, trials, deci
 def test_a_checkpoint_without_its_own_threshold_scores_without_deciding(trained_run, trials, decided, tmp_path):
     """A last.pt of an epoch after the best one carries the best epoch's threshold, not its own."""
     state = load_checkpoint(trained_run / 'best.pt')
-    save_checkpoint(str(tmp_path / 'last.pt'), dict(state, epoch=state['epoch'] + 1))
+    write_checkpoint(str(tmp_path / 'last.pt'), dict(state, epoch=state['epoch'] + 1))
     folder, results = verify(tmp_path, tmp_path / 'last.pt', *trials['high'][:2])
     assert results['score'] == decided['high'][1]['score']
     assert results['threshold'] is None and results['decision'] is None
