@@ -17,10 +17,11 @@ trainer/train.py uses it. It prints
 Autocast's CPU policy is not CUDA's: on a CPU, layer and group norms, softmax, pow and sqrt of
 a bf16 input stay bf16; on CUDA autocast runs them in float32. A CPU run is then the harsher test.
 
-    python benchmarks/amp_check.py                                 # 3 steps of 16 x 2 s (a few minutes)
+    python benchmarks/amp_check.py                                 # 10 steps of 32 x 2 s (about 3 min)
     python benchmarks/amp_check.py --steps 5 --grad-steps 1,3,5 --modes fp32,bf16 key=value ...
 
-The last line is `amp_check: worst_grad_cosine=X`, the lowest bf16 cosine over the groups and steps.
+The last line is `amp_check: worst_grad_cosine=X`, the lowest bf16 cosine over the groups and steps
+on fp32's weights (the rounding alone).
 """
 
 import argparse
@@ -31,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -69,9 +71,11 @@ def parse(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument('--steps', type=int, default=3, help='training steps in each precision (default 3)')
-    parser.add_argument('--batch-size', type=int, default=16, help='crops a step (default 16; the demo trains 32)')
-    parser.add_argument('--grad-steps', default='1,last', help="steps whose gradients are compared (default '1,last')")
+    parser.add_argument('--steps', type=int, default=10, help='training steps in each precision (default 10)')
+    parser.add_argument('--batch-size', type=int, default=32, help="crops a step (default 32, the demo's)")
+    parser.add_argument(
+        '--grad-steps', default='1,5,last', help="steps whose gradients are compared (default '1,5,last')"
+    )
     parser.add_argument('--modes', default='fp32,bf16,fp16', help='precisions, fp32 first (default fp32,bf16,fp16)')
     parser.add_argument('overrides', nargs='*', metavar='key=value', help='arguments.py values')
     options = parser.parse_args(argv)
@@ -160,7 +164,7 @@ def run(mode, args, teacher, initial, batches, grad_steps):
     modules, remove = watch_modules({'teacher': teacher, 'student': model.student, 'back-end': model.backend})
     ops = OpDtypes()
     for step, (clean, augmented, labels, _) in enumerate(batches, start=1):
-        started = time.perf_counter()
+        started, draws = time.perf_counter(), random_state()
         with torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
             if step == 1:
                 with ops:
@@ -173,6 +177,12 @@ def run(mode, args, teacher, initial, batches, grad_steps):
         scaler.unscale_(optimizer)
         if step in grad_steps:
             grads[step] = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+            if dtype is None:  # the low precisions' gradients on these same weights: rounding alone, no drift
+                for mode in DTYPES:
+                    if DTYPES[mode] is not None:
+                        grads[step, mode] = gradients_at(
+                            model, teacher, step_fn, (clean, augmented, labels), mode, draws
+                        )
         scale = scaler.get_scale() if scaler.is_enabled() else None
         scaler.step(optimizer)
         scaler.update()
@@ -181,6 +191,35 @@ def run(mode, args, teacher, initial, batches, grad_steps):
         if scale is not None and scaler.get_scale() < scale:
             skipped.append(step)
     return losses, grads, seconds, modules, ops.seen, skipped
+
+
+def gradients_at(model, teacher, step_fn, batch, mode, draws):
+    """{name: grad} of one step in `mode` on the model's present weights with the random state
+    `draws`, leaving its buffers (BatchNorm statistics), gradients and the random state as they
+    were (the run goes on in fp32)."""
+    state, buffers = random_state(), [buffer.clone() for buffer in model.buffers()]
+    saved = {name: p.grad for name, p in model.named_parameters()}
+    set_random_state(draws)
+    model.zero_grad(set_to_none=True)
+    with torch.autocast('cpu', dtype=DTYPES[mode]):
+        loss, _ = step_fn(model, teacher, *batch, 1)
+    loss.backward()
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+    for buffer, kept in zip(model.buffers(), buffers):
+        buffer.copy_(kept)
+    for name, p in model.named_parameters():
+        p.grad = saved[name]
+    set_random_state(state)
+    return grads
+
+
+def random_state():
+    return torch.get_rng_state(), np.random.get_state()  # numpy: Hugging Face's time masks
+
+
+def set_random_state(state):
+    torch.set_rng_state(state[0])
+    np.random.set_state(state[1])
 
 
 def compare(grads, reference, groups):
@@ -227,21 +266,27 @@ def main_(argv=None):
     worst = {}
     for step in options.grad_steps:
         reference = results['fp32'][1][step]
-        print(f'\ngradients at step {step} against fp32: cosine / norm ratio')
-        for level in (0, 1):
-            groups = {name: names[name][level] for name in reference}
-            table = {mode: compare(results[mode][1][step], reference, groups) for mode in options.modes[1:]}
-            for group in dict.fromkeys(groups.values()):
-                cells = '  '.join(
-                    f'{mode} {table[mode][group][0]:.4f} / {table[mode][group][1]:.3f}'
-                    if group in table[mode]
-                    else f'{mode} overflow (skipped)'
-                    for mode in table
-                )
-                print(f'  {group:20s} {cells}')
-                for mode in table:
-                    if group in table[mode]:
-                        worst[mode] = min(worst.get(mode, 1.0), table[mode][group][0])
+        for title, source in (
+            ("on fp32's weights (rounding alone)", lambda mode: results['fp32'][1][step, mode]),
+            ('along each run (rounding and the drift of the steps before)', lambda mode: results[mode][1][step]),
+        ):
+            if step == 1 and title.startswith('along'):
+                continue  # step 1: every run is still on fp32's weights
+            print(f'\ngradients at step {step} against fp32, {title}: cosine / norm ratio')
+            for level in (0, 1):
+                groups = {name: names[name][level] for name in reference}
+                table = {mode: compare(source(mode), reference, groups) for mode in options.modes[1:]}
+                for group in dict.fromkeys(groups.values()):
+                    cells = '  '.join(
+                        f'{mode} {table[mode][group][0]:.4f} / {table[mode][group][1]:.3f}'
+                        if group in table[mode]
+                        else f'{mode} overflow (skipped)'
+                        for mode in table
+                    )
+                    print(f'  {group:20s} {cells}')
+                    for mode in table:
+                        if group in table[mode]:
+                            worst[mode, title[:2]] = min(worst.get((mode, title[:2]), 1.0), table[mode][group][0])
 
     for mode in options.modes[1:]:
         modules, ops = results[mode][3], results[mode][4]
@@ -256,9 +301,11 @@ def main_(argv=None):
         print(f'  aten ops with low-precision outputs: {", ".join(low_ops)}')
         print(f'  aten ops with float32 outputs only:  {", ".join(full_ops)}')
 
-    print(f'\nworst gradient cosine: {", ".join(f"{mode} {value:.4f}" for mode, value in worst.items())}')
+    print('\nworst gradient cosine over the groups and steps:')
+    for (mode, kind), value in worst.items():
+        print(f'  {mode} {"on fp32" + chr(39) + "s weights" if kind == "on" else "along its own run"}: {value:.4f}')
     print(f'run time {time.perf_counter() - started:.0f} s')
-    print(f'amp_check: worst_grad_cosine={worst.get("bf16", float("nan")):.4f}')
+    print(f'amp_check: worst_grad_cosine={worst.get(("bf16", "on"), float("nan")):.4f}')
 
 
 if __name__ == '__main__':
