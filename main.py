@@ -220,7 +220,7 @@ def run(args, state):
         )
     else:
         logger.log_text(
-            f'device {device} x {distributed.world_size()} process(es); '
+            f'device {device} x {distributed.world_size()} process(es) on {distributed.machines()} machine(s); '
             f'{"embedded demo corpus" if args["demo"] else "dataset"} '
             f'train={args["path_train"]} test={args["path_test"]}'
         )

@@ -1,7 +1,9 @@
-"""What several test modules share: a very small demo corpus, the command line of a fast run and a run
-folder trained with it."""
+"""What several test modules share: a very small demo corpus, the command line of a fast run and run
+folders trained with it."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import soundfile
@@ -30,6 +32,27 @@ FAST = [
     'spec_mask_freq=12',
     'device=cpu',
 ]
+
+RUN = [*FAST, 'epoch=3', 'name=run']
+SHORT_RUN = ('kd_epochs=1', 'epoch=1')  # one epoch, after kd_ft's one KD epoch
+TWO_PROCESSES = (sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2')
+
+
+def command(corpus, path_log, *extra, launcher=(sys.executable,)):
+    """main.py on the small corpus at FAST sizes, 3 epochs unless `extra` says otherwise."""
+    paths = [f'{key}={value}' for key, value in corpus.items()]
+    return [*launcher, 'main.py', *paths, *RUN, f'path_log={path_log}', *extra]
+
+
+def run_main(*args, timeout=300):
+    done = subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def run_folder(path_log):
+    (folder,) = (path_log / 'OS-KDFT').iterdir()
+    return folder
 
 
 @pytest.fixture(scope='session')
@@ -63,3 +86,20 @@ def frames_read(monkeypatch):
 
     monkeypatch.setattr(soundfile.SoundFile, 'read', recording_read)
     return requested
+
+
+@pytest.fixture(scope='session')
+def two_process_run(corpus, tmp_path_factory):
+    """The run folder of a method trained (SHORT_RUN) as one torchrun job of two processes on this
+    machine (gloo); each method runs once a session, for every test that looks at it or compares
+    with it."""
+    folders = {}
+
+    def folder_of(method):
+        if method not in folders:
+            path_log = tmp_path_factory.mktemp(f'two-processes-{method}')
+            run_main(*command(corpus, path_log, f'method={method}', *SHORT_RUN, launcher=TWO_PROCESSES))
+            folders[method] = run_folder(path_log)
+        return folders[method]
+
+    return folder_of

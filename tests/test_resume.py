@@ -13,26 +13,9 @@ import pytest
 import torch
 
 from data.voxceleb import read_trials
-from tests.conftest import FAST, ROOT
+from tests.conftest import ROOT, TWO_PROCESSES, command, run_folder, run_main
 
-RUN = [*FAST, 'epoch=3', 'name=run']
 MID_EPOCH_2 = 'epoch 1 done, 2 steps of the next'  # 6 steps an epoch: 24 utterances, batch 4
-
-
-def command(corpus, path_log, *extra, launcher=(sys.executable,)):
-    paths = [f'{key}={value}' for key, value in corpus.items()]
-    return [*launcher, 'main.py', *paths, *RUN, f'path_log={path_log}', *extra]
-
-
-def run_main(*args, timeout=300):
-    done = subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
-
-
-def run_folder(path_log):
-    (folder,) = (path_log / 'OS-KDFT').iterdir()
-    return folder
 
 
 def interrupt(args, path_log, signal_number, when=MID_EPOCH_2, signal_group=False, **popen):
@@ -186,7 +169,7 @@ def test_a_rank_that_raises_ends_the_two_process_job_fast_with_its_message(corpu
     args = command(
         {**corpus, 'path_test': test_root},
         tmp_path / 'exp',
-        launcher=(sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'),
+        launcher=TWO_PROCESSES,
     )
     start = time.monotonic()
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -197,10 +180,9 @@ def test_a_rank_that_raises_ends_the_two_process_job_fast_with_its_message(corpu
 
 
 def test_a_two_process_run_stopped_by_sigterm_resumes_on_one_process(corpus, tmp_path):
-    torchrun = (sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2')
     # the whole group gets the signal, as a cluster's scheduler sends it
     interrupt(
-        command(corpus, tmp_path, 'checkpoint_minutes=0', launcher=torchrun),
+        command(corpus, tmp_path, 'checkpoint_minutes=0', launcher=TWO_PROCESSES),
         tmp_path,
         signal.SIGTERM,
         start_new_session=True,
@@ -256,12 +238,10 @@ def test_kd_ft_resumed_across_its_stages_reaches_the_uninterrupted_weights(
 
 
 @pytest.mark.parametrize('method', ['kd_ft', 'ft'])
-def test_the_baselines_train_as_one_job_of_two_processes(corpus, tmp_path, method):
+def test_the_baselines_train_as_one_job_of_two_processes(two_process_run, method):
     """kd_ft's KD stage leaves the back-end without gradients (DDP has to be told); ft trains
     every teacher layer."""
-    torchrun = (sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2')
-    run_main(*command(corpus, tmp_path, f'method={method}', 'kd_epochs=1', 'epoch=1', launcher=torchrun))
-    folder = run_folder(tmp_path)
+    folder = two_process_run(method)
     results = json.loads((folder / 'results.json').read_text())
     assert results['method'] == method and results['best_epoch'] == (2 if method == 'kd_ft' else 1)
     assert 'device cpu x 2 process(es)' in (folder / 'log.txt').read_text()

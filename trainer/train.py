@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import torch
@@ -68,7 +68,7 @@ class TrainState:
 
     epoch: int = 0  # epochs completed
     step: int = 0  # steps done in the epoch in progress
-    sums: torch.Tensor = field(default_factory=new_sums)  # the epoch in progress
+    sums: torch.Tensor = field(default_factory=new_sums)  # the epoch in progress, this rank's steps
     skipped: int = 0  # non-finite steps skipped in the epoch in progress
     bad_in_row: int = 0
     best: dict = field(default_factory=lambda: {'epoch': 0, 'eer': float('inf')})  # threshold: mode=verify's
@@ -382,12 +382,13 @@ def save(job, state, meta, best_too=False):
     and state.best carries the EER threshold of the best epoch (mode=verify decides with it)."""
     job.telemetry.flush()
     rng = gather_rng_states()
+    every_rank_sums = distributed.gather_objects(state.sums.cpu())
     model = unwrap(job.model)
     if rng is not None:
         for name in ('last.pt', 'best.pt') if best_too else ('last.pt',):
             save_checkpoint(
                 os.path.join(job.logger.run_dir, name),
-                state,
+                replace(state, sums=torch.stack(every_rank_sums)),  # (world, sums)
                 model,
                 job.optimizer,
                 job.scaler,
@@ -424,6 +425,7 @@ def restore(job, saved, run_dir):
             )
         best_weights = best['model']
     rank, world = distributed.rank(), distributed.world_size()
+    state.sums = own_sums(state.sums, rank, saved['world_size'] == world)
     if saved['world_size'] == world:
         set_rng_state(saved['rng'][rank])
     else:
@@ -435,6 +437,16 @@ def restore(job, saved, run_dir):
         f'resumed from epoch {state.epoch}, step {state.step} of the next; best so far epoch {state.best["epoch"]}'
     )
     return state, best_weights
+
+
+def own_sums(saved, rank, same_world):
+    """This rank's loss sums of the epoch in progress, from the checkpoint's sums of every rank
+    (world, sums): its own row in a job of the saved size, else rank 0 takes their total (so the
+    epoch's means count every step). A checkpoint of an earlier version holds rank 0's row alone."""
+    rows = saved[None] if saved.dim() == 1 else saved
+    if same_world and rank < len(rows):
+        return rows[rank].clone()
+    return rows.sum(0) if rank == 0 else torch.zeros_like(rows[0])
 
 
 def build_train_loader(args, manifest, device):
@@ -620,13 +632,21 @@ def log_training(logger, epoch, lrs, losses):
 
 
 def stopped(logger, stop, epoch, step):
-    launcher = (
-        f'torchrun --nproc_per_node={distributed.world_size()} main.py'
-        if 'TORCHELASTIC_RUN_ID' in os.environ
-        else 'python main.py'
-    )
     logger.log_text(
         f'{stop.received}: stopped after epoch {epoch} and {step} steps of the next; last.pt saved. '
-        f'Continue with: {launcher} resume={os.path.join(logger.run_dir, "last.pt")}'
+        f'Continue with: {continue_command(os.path.join(logger.run_dir, "last.pt"))}'
     )
     return None
+
+
+def continue_command(last):
+    """The command line that continues this job from `last`, started the way this one was."""
+    if 'TORCHELASTIC_RUN_ID' not in os.environ:
+        return f'python main.py resume={last}'
+    machines, per_machine = distributed.machines(), distributed.local_world_size()
+    if machines == 1:
+        return f'torchrun --nproc_per_node={per_machine} main.py resume={last}'
+    return (
+        f'torchrun --nnodes={machines} --nproc_per_node={per_machine} --rdzv_backend=c10d '
+        f'--rdzv_endpoint=HOST:PORT main.py resume={last} (on each of the {machines} machines)'
+    )

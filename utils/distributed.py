@@ -1,8 +1,10 @@
 """Processes and collectives: the same calls whether one process runs or many.
 
-A job of N processes is started by torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT in the
-environment) or by `spawn` below; `init` joins it. Every other function here works unchanged in a
-single process, where a collective is the identity.
+A job of N processes is started by torchrun (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+MASTER_ADDR/PORT in the environment) or by `spawn` below; `init` joins it. On several machines RANK
+numbers the processes of the whole job (rank 0 alone writes) and LOCAL_RANK those of one machine
+(it picks the GPU). Every other function here works unchanged in a single process, where a
+collective is the identity.
 """
 
 import os
@@ -23,6 +25,16 @@ def world_size():
 
 def is_main():
     return rank() == 0
+
+
+def local_world_size():
+    """The job's processes on this machine: torchrun's LOCAL_WORLD_SIZE (all of them in one process)."""
+    return int(os.environ.get('LOCAL_WORLD_SIZE', world_size()))
+
+
+def machines():
+    """How many machines the job runs on (torchrun starts as many processes on each)."""
+    return max(1, world_size() // local_world_size())
 
 
 def barrier():
@@ -65,8 +77,7 @@ def data_workers(setting):
     if setting != 'auto':
         return int(setting)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    local_processes = int(os.environ.get('LOCAL_WORLD_SIZE', world_size()))
-    return max(1, cores // local_processes)
+    return max(1, cores // local_world_size())
 
 
 def spawn(worker, nprocs, *args):
@@ -77,7 +88,7 @@ def spawn(worker, nprocs, *args):
 
 
 def _run_as_rank(local_rank, worker, nprocs, args):
-    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank))
+    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), LOCAL_WORLD_SIZE=str(nprocs))
     if 'OMP_NUM_THREADS' not in os.environ:  # the CPU cores shared out, as torchrun does
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // nprocs))
     worker(*args)

@@ -8,7 +8,8 @@ from log.controller import LogModuleController
 from models.build import build_model
 from models.ssl import load_teacher
 from tests.trainer.test_oskdft import ARGS, TINY, job_of
-from trainer.train import TrainState, build_optimizer, restore, save
+from trainer.train import TrainState, build_optimizer, continue_command, own_sums, restore, save
+from utils import distributed
 from utils.checkpoint import load_checkpoint
 
 META = {'num_classes': 5, 'params': None}
@@ -61,3 +62,38 @@ def test_a_best_pt_of_another_epoch_is_refused(tmp_path):
     resumed, _ = new_job(tmp_path / 'other', seed=1)
     with pytest.raises(ValueError, match=r'best.pt holds epoch 1, the run\'s best is epoch 2'):
         restore(resumed, load_checkpoint(f'{logger.run_dir}/last.pt'), logger.run_dir)
+
+
+@pytest.mark.parametrize(
+    'launched, world, per_machine, expected',
+    [
+        (False, 1, None, 'python main.py resume=last.pt'),
+        (True, 2, '2', 'torchrun --nproc_per_node=2 main.py resume=last.pt'),
+        (
+            True,
+            4,
+            '2',
+            'torchrun --nnodes=2 --nproc_per_node=2 --rdzv_backend=c10d --rdzv_endpoint=HOST:PORT main.py '
+            'resume=last.pt (on each of the 2 machines)',
+        ),
+    ],
+)
+def test_the_command_that_continues_a_stopped_run_starts_it_as_it_was(
+    monkeypatch, launched, world, per_machine, expected
+):
+    monkeypatch.delenv('TORCHELASTIC_RUN_ID', raising=False)
+    if launched:
+        monkeypatch.setenv('TORCHELASTIC_RUN_ID', 'job')
+        monkeypatch.setenv('LOCAL_WORLD_SIZE', per_machine)
+    monkeypatch.setattr(distributed, 'world_size', lambda: world)
+    assert continue_command('last.pt') == expected
+
+
+def test_a_resumed_rank_takes_its_own_loss_sums_or_rank_0_their_total():
+    """Every rank's sums of the epoch in progress are saved: the same job size puts each back where
+    it was; another size gives rank 0 the total, so the epoch's mean still counts every step."""
+    saved = torch.tensor([[1.0, 2.0, 3.0], [10.0, 20.0, 3.0]], dtype=torch.float64)  # (world 2, sums)
+    assert own_sums(saved, 1, same_world=True).tolist() == [10.0, 20.0, 3.0]
+    assert own_sums(saved, 0, same_world=False).tolist() == [11.0, 22.0, 6.0]
+    assert own_sums(saved, 2, same_world=False).tolist() == [0.0, 0.0, 0.0]
+    assert own_sums(saved[0], 0, same_world=True).tolist() == [1.0, 2.0, 3.0]  # an earlier version's (sums,)

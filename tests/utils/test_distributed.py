@@ -1,6 +1,7 @@
 """The process helpers: collectives in one process and in a job that `spawn` starts, and a
 failing process ending the job."""
 
+import os
 import time
 
 import pytest
@@ -62,3 +63,13 @@ def test_shards_are_disjoint_cover_every_key_and_interleave_back_in_order(count,
     assert sorted(key for part in shards for key in part) == keys
     rows = [torch.tensor([[keys.index(key)] for key in part], dtype=torch.float32) if part else None for part in shards]
     assert interleave(rows, count)[:, 0].tolist() == list(range(count))
+
+
+def test_on_several_machines_each_machine_shares_its_own_cores(monkeypatch):
+    """4 processes on 2 machines of 8 cores: 2 processes a machine, 4 data workers each (not 8 / 4)."""
+    monkeypatch.setattr(distributed, 'world_size', lambda: 4)
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(8)), raising=False)
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
+    assert distributed.machines() == 2 and distributed.data_workers('auto') == 4
+    monkeypatch.delenv('LOCAL_WORLD_SIZE')  # no launcher said: one machine
+    assert distributed.machines() == 1 and distributed.data_workers('auto') == 2
