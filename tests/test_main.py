@@ -277,10 +277,10 @@ def test_processes_started_by_main_itself_train_as_one_job(corpus, tmp_path):
 
 
 def test_a_spawned_process_reports_a_bad_argument_in_one_line(tmp_path, capfd):
-    args, state = main.resolve_arguments(['amp=fp32', f'path_log={tmp_path}'])
+    args, state = main.resolve_arguments(['demo_test_speakers=2', f'path_log={tmp_path}'])
     with pytest.raises(ProcessExitedException, match='exited with exit code 1|terminated with exit code 1'):
         distributed.spawn(main.run_reporting_errors, 2, args, state)
-    assert "error: amp='fp32': expected one of auto, none, bf16, fp16" in capfd.readouterr().err
+    assert 'error: demo_test_speakers=2: expected 4 or more' in capfd.readouterr().err
     assert not (tmp_path / 'OS-KDFT').exists()
 
 
