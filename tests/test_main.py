@@ -197,7 +197,7 @@ def test_a_demo_checkpoint_scores_the_dataset_paths_given_on_the_command_line(ru
     def replaced(args):
         raise AssertionError('the demo corpus replaced the paths given')
 
-    monkeypatch.setattr(main, 'use_demo_corpus', replaced)
+    monkeypatch.setattr(main, 'demo_corpus', replaced)
     paths = [f'{key}={corpus[key]}' for key in ('path_test', 'path_trials')]
     main.main(paths + ['mode=evaluate', f'checkpoint={tmp_path / "demo.pt"}', f'path_log={tmp_path / "exp"}'])
     (folder,) = (tmp_path / 'exp' / 'OS-KDFT').iterdir()
