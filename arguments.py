@@ -190,6 +190,17 @@ TINY_SSL = {
 
 DATASET_PATHS = ('path_train', 'path_test', 'path_trials', 'path_musan', 'path_rir')
 
+# The settings that take one of a few values: every check of them comes from this table (and the tests
+# hold the code's own tables to it: the modes, the methods, the best-model lists, the precisions).
+CHOICES = {
+    'preset': ('auto', *PRESETS),
+    'method': ('oskdft', 'ft', 'student_ft', 'kd_ft', 'frozen'),
+    'mode': ('train', 'evaluate', 'export', 'embed', 'verify'),
+    'device': ('auto', 'cuda', 'cpu'),
+    'amp': ('auto', 'none', 'bf16', 'fp16'),
+    'best_model': ('vox1_o', 'val', 'last'),
+}
+
 
 class ArgumentError(ValueError):
     """A key=value on the command line that cannot be used."""
@@ -228,22 +239,55 @@ def parse_overrides(argv, defaults):
     return overrides
 
 
+class Settings(dict):
+    """The run's settings once they are resolved: read like a dict, never changed afterwards (a
+    changed copy is a new Settings: settings.replace(key=value))."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError('the settings are read-only once resolved: make a changed copy with .replace(key=value)')
+
+    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = __ior__ = _read_only
+
+    def replace(self, **changes):
+        return Settings({**self, **changes})
+
+    def __reduce__(self):  # pickled (to spawned processes) as its items, not item by item
+        return Settings, (dict(self),)
+
+
+def check_choices(args):
+    """Fails for a setting of CHOICES whose value is not one of its choices, naming them."""
+    for key, allowed in CHOICES.items():
+        if key in args and args[key] not in allowed:
+            close = difflib.get_close_matches(str(args[key]), allowed, n=1, cutoff=0.6)
+            hint = f' (did you mean {close[0]}?)' if close else ''
+            raise ArgumentError(f'{key}={args[key]!r}: expected one of {", ".join(allowed)}{hint}')
+
+
 def get_args(argv=()):
     """Returns (args, system_args, experiment_args): defaults, then the preset (auto: demo when no
     dataset path is set, else vox2), then the command line."""
+    args, _ = parse(argv)
+    system_args = {key: args[key] for key in SYSTEM_ARGS}
+    experiment_args = {key: args[key] for key in EXPERIMENT_ARGS}
+    return args, system_args, experiment_args
+
+
+def parse(argv=()):
+    """The command line read once: (args, the key=values it gave). args: defaults, then the preset
+    (auto: demo when no dataset path is set, else vox2), then the command line; the derived values
+    (`demo`, `tiny_ssl`) set here."""
     defaults = {**SYSTEM_ARGS, **EXPERIMENT_ARGS}
     overrides = parse_overrides(argv, defaults)
     args = dict(defaults)
     preset = overrides.get('preset', args['preset'])
     if preset == 'auto':
         preset = 'demo' if all(overrides.get(key, args[key]) is None for key in DATASET_PATHS) else 'vox2'
-    if preset not in PRESETS:
-        raise ArgumentError(f'preset={preset!r}: expected auto or one of {", ".join(PRESETS)}')
+    check_choices({'preset': preset})
     args.update(PRESETS[preset])
     args['demo'] = preset == 'demo'
     args.update(overrides)
     args['preset'] = preset
     args['tiny_ssl'] = dict(TINY_SSL)
-    system_args = {key: args[key] for key in SYSTEM_ARGS}
-    experiment_args = {key: args[key] for key in EXPERIMENT_ARGS}
-    return args, system_args, experiment_args
+    check_choices(args)
+    return args, overrides

@@ -20,7 +20,7 @@ import torch
 import transformers
 from torch.multiprocessing import ProcessExitedException
 
-from arguments import DATASET_PATHS, EXPERIMENT_ARGS, SYSTEM_ARGS, ArgumentError, get_args, parse_overrides
+from arguments import DATASET_PATHS, EXPERIMENT_ARGS, ArgumentError, Settings, check_choices, parse
 from data.demo import prepare_demo
 from inference.embed import check_inputs, embed_checkpoint
 from inference.evaluate import evaluate_checkpoint
@@ -28,14 +28,12 @@ from inference.export import export_checkpoint
 from inference.verify import check_pair, read_threshold, verify_checkpoint
 from log.controller import LogModuleController
 from recipes.demo_teacher import RECORD, SHIPPED, TEACHER_NAME, describe_teacher
-from trainer.methods import METHODS
-from trainer.train import BEST_MODELS, TrainingDiverged, train
+from trainer.train import TrainingDiverged, train
 from utils import distributed
 from utils.checkpoint import load_checkpoint
 
 PROJECT_ROOT = os.path.dirname(os.path.abspath(__file__))
 USER_ERRORS = (OSError, ValueError, TrainingDiverged)  # paths, audio, arguments, a diverging run
-AMP_MODES = ('auto', 'none', 'bf16', 'fp16')
 # the modes that use a trained model (mode=train aside): each rebuilds it from `checkpoint` alone
 CHECKPOINT_MODES = {
     'evaluate': evaluate_checkpoint,
@@ -49,23 +47,17 @@ SINGLE_PROCESS_MODES = ('export', 'embed', 'verify')  # no trial lists to shard:
 def device_type(name):
     if name == 'auto':
         return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name not in ('cuda', 'cpu'):
-        raise ArgumentError(f'device={name!r}: expected auto, cuda or cpu')
     if name == 'cuda' and not torch.cuda.is_available():
         raise ArgumentError('device=cuda but no GPU is visible; use device=auto or device=cpu')
     return name
 
 
 def check_values(args):
-    """Fails before anything is made or written when a setting cannot work."""
-    if args['mode'] != 'train' and args['mode'] not in CHECKPOINT_MODES:
-        raise ArgumentError(f'mode={args["mode"]!r}: expected train, {", ".join(CHECKPOINT_MODES)}')
-    if args['method'] not in METHODS:
-        raise ArgumentError(f'method={args["method"]!r}: expected one of {", ".join(METHODS)}')
+    """Fails before anything is made or written when a setting cannot work (the settings of a few
+    values: arguments.CHOICES)."""
+    check_choices(args)
     if args['kd_epochs'] < 0:
         raise ArgumentError(f'kd_epochs={args["kd_epochs"]}: expected 0 or more')
-    if args['amp'] not in AMP_MODES:
-        raise ArgumentError(f'amp={args["amp"]!r}: expected one of {", ".join(AMP_MODES)}')
     device_type(args['device'])
     if args['student_warmup_epochs'] < 2:
         raise ArgumentError('student_warmup_epochs must be at least 2 (the warm-up is e / W for e < W)')
@@ -77,8 +69,6 @@ def check_values(args):
         )
     if args['eval_batch_seconds'] <= 0:
         raise ArgumentError(f'eval_batch_seconds={args["eval_batch_seconds"]}: expected a positive number of seconds')
-    if args['best_model'] not in BEST_MODELS:
-        raise ArgumentError(f'best_model={args["best_model"]!r}: expected one of {", ".join(BEST_MODELS)}')
     if args['demo_test_speakers'] < 4:
         raise ArgumentError(
             f'demo_test_speakers={args["demo_test_speakers"]}: expected 4 or more (Vox1-O takes half, of both groups)'
@@ -131,8 +121,7 @@ def resolve_arguments(argv):
     """(args, the loaded checkpoint to resume or evaluate, or None). A resumed run takes its settings
     from its checkpoint (the command line may change the machine's settings, not the experiment);
     mode=evaluate takes the model and data settings of its checkpoint, overridden by the command line."""
-    args = get_args(argv)[0]
-    overrides = parse_overrides(argv, {**SYSTEM_ARGS, **EXPERIMENT_ARGS})
+    args, overrides = parse(argv)
     if args['resume'] and args['mode'] == 'train':
         path = find_last_checkpoint(args) if args['resume'] == 'auto' else args['resume']
         if path is None:
@@ -168,31 +157,32 @@ def given_data(args, overrides):
     return args
 
 
-def use_demo_corpus(args):
-    """Points every dataset path at the embedded demo corpus, made once into path_cache by rank 0.
-    The corpus is data: the same for every seed, so runs of several seeds share its trials."""
+def demo_corpus(args):
+    """The dataset paths of the embedded demo corpus, made once into path_cache by rank 0. The
+    corpus is data: the same for every seed, so runs of several seeds share its trials."""
     root = os.path.join(args['path_cache'], 'demo')
     sizes = {'num_test_speakers': args['demo_test_speakers'], 'num_vox1_o_speakers': args['demo_test_speakers'] // 2}
     if distributed.is_main():
         print(f'embedded demo: corpus under {root} (generated on the first run, about 30 s)', flush=True)
         prepare_demo(root, **sizes)
     distributed.barrier()
-    args.update(prepare_demo(root, **sizes))
+    return prepare_demo(root, **sizes)
 
 
-def prepare(args, device=None):
+def prepare(args):
     """Checks the settings, then makes what the demo needs: its corpus, and the shipped teacher's
-    folder in place of model_name_or_path=demo-teacher. Returns the lines the run's log should carry."""
+    folder in place of model_name_or_path=demo-teacher. Returns (the run's Settings, which nothing
+    changes from here on; the lines the run's log should carry)."""
     check_values(args)
     if args['mode'] in SINGLE_PROCESS_MODES:
-        return []  # a model and the user's files: no dataset
-    if args['demo']:
-        use_demo_corpus(args)
-    check_paths(args)
+        return Settings(args), []  # a model and the user's files: no dataset
+    derived = demo_corpus(args) if args['demo'] else {}
+    check_paths({**args, **derived})
+    notes = []
     if args['model_name_or_path'] == TEACHER_NAME:
-        args['model_name_or_path'] = str(SHIPPED)
-        return [describe_teacher(os.path.join(SHIPPED, RECORD))]
-    return []
+        derived['model_name_or_path'] = str(SHIPPED)
+        notes.append(describe_teacher(os.path.join(SHIPPED, RECORD)))
+    return Settings({**args, **derived}), notes
 
 
 def processes_to_start(args):
@@ -209,7 +199,7 @@ def run(args, state):
     device = distributed.init(device_type(args['device']))
     if not distributed.is_main():
         quiet_libraries()
-    notes = prepare(args, device)
+    args, notes = prepare(args)
     logger = build_logger(args, state)
     logger.log_parameter(args)
     for note in notes:

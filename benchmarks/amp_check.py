@@ -91,7 +91,7 @@ def parse(argv):
 def demo_setup(overrides, batch_size, steps):
     """The demo's settings, teacher, initial model and its first `steps` training batches."""
     args, _ = main.resolve_arguments(['device=cpu', f'batch_size={batch_size}', 'num_workers=0', *overrides])
-    main.prepare(args, CPU)
+    args, _ = main.prepare(args)
     seed_everything(args['seed'])
     manifest = training_manifest(args, Quiet())
     loader = build_train_loader(args, manifest, CPU)

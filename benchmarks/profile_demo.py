@@ -60,7 +60,7 @@ def parse(argv):
 def demo_setup(overrides):
     """The demo run's settings, model, optimizer, loader and Vox1-O list, as main.py builds them."""
     args, _ = main.resolve_arguments(['device=cpu', *overrides])
-    main.prepare(args, torch.device('cpu'))
+    args, _ = main.prepare(args)
     seed_everything(args['seed'])
     manifest = training_manifest(args, Quiet())
     lists = load_trial_lists(args, Quiet(), manifest)

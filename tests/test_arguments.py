@@ -1,6 +1,8 @@
+import pickle
+
 import pytest
 
-from arguments import DEMO, EXPERIMENT_ARGS, ArgumentError, get_args
+from arguments import CHOICES, DEMO, EXPERIMENT_ARGS, PRESETS, SYSTEM_ARGS, ArgumentError, Settings, get_args, parse
 
 
 def test_defaults_are_the_papers_and_the_demo_preset_applies_without_dataset_paths():
@@ -48,7 +50,9 @@ def test_presets_choose_the_experiment_and_the_command_line_still_wins():
     assert smoke['max_train_files'] == SMOKE['max_train_files'] > 0 and smoke['trials_vox1_e'] == 'off'
     vox1 = get_args(['preset=vox1', 'path_train=/d'])[0]
     assert vox1['epoch'] == 100 and vox1['name'] == 'oskdft-vox1' and vox1['demo'] is False
-    with pytest.raises(ArgumentError, match=r"preset='vox3': expected auto or one of demo, smoke, vox2, vox1"):
+    with pytest.raises(
+        ArgumentError, match=r"preset='vox3': expected one of auto, demo, smoke, vox2, vox1 \(did you mean vox2\?\)"
+    ):
         get_args(['preset=vox3'])
 
 
@@ -73,3 +77,66 @@ def test_max_train_files_draws_a_seeded_subset_labelled_again(tmp_path):
     for path, label in zip(sub.paths, sub.labels):  # each file keeps its own speaker
         assert sub.speakers[label] == path.split('/')[2]
     assert sub.labels.max() == len(sub.speakers) - 1 and sub.speakers == sorted(sub.speakers)
+
+
+def test_the_settings_cannot_change_once_resolved_and_a_changed_copy_is_a_new_object():
+    settings = Settings(parse(['epoch=3'])[0])
+    for change in (
+        lambda: settings.__setitem__('epoch', 4),
+        lambda: settings.update(epoch=4),
+        lambda: settings.pop('epoch'),
+        lambda: settings.setdefault('new', 1),
+        lambda: settings.__delitem__('epoch'),
+    ):
+        with pytest.raises(TypeError, match='read-only'):
+            change()
+    changed = settings.replace(epoch=4)
+    assert settings['epoch'] == 3 and changed['epoch'] == 4 and isinstance(changed, Settings)
+    copied = pickle.loads(pickle.dumps(settings))  # as a spawned process receives them
+    assert copied == settings and isinstance(copied, Settings)
+    with pytest.raises(TypeError):
+        copied['epoch'] = 5
+
+
+def test_the_choices_table_is_what_the_code_accepts():
+    """A method, mode, best-model list or precision added to the code but not to CHOICES (or the other
+    way round) would be refused at the command line, or reach code with no branch for it."""
+    import main
+    from trainer.methods import METHODS
+    from trainer.train import AMP_DTYPES, BEST_MODELS
+
+    assert set(CHOICES['method']) == set(METHODS)
+    assert set(CHOICES['mode']) == {'train', *main.CHECKPOINT_MODES}
+    assert set(CHOICES['best_model']) == set(BEST_MODELS)
+    assert set(CHOICES['amp']) == {'auto', *AMP_DTYPES}
+    assert set(CHOICES['preset']) == {'auto', *PRESETS}
+    defaults = {**SYSTEM_ARGS, **EXPERIMENT_ARGS}
+    assert all(defaults[key] in allowed for key, allowed in CHOICES.items())
+
+
+@pytest.mark.parametrize(
+    'token, message',
+    [
+        (
+            'method=oskdf',
+            "method='oskdf': expected one of oskdft, ft, student_ft, kd_ft, frozen (did you mean oskdft?)",
+        ),
+        ('mode=evaluation', "mode='evaluation': expected one of train, evaluate, export, embed, verify"),
+        ('device=gpu', "device='gpu': expected one of auto, cuda, cpu"),
+    ],
+)
+def test_a_value_outside_its_choices_fails_when_the_command_line_is_read(token, message):
+    with pytest.raises(ArgumentError) as error:
+        parse([token])
+    assert str(error.value).startswith(message)
+
+
+def test_prepare_makes_the_derived_values_once_without_changing_what_it_was_given(corpus):
+    import main
+
+    args = parse([f'{key}={value}' for key, value in corpus.items()] + ['model_name_or_path=demo-teacher'])[0]
+    given = dict(args)
+    settings, notes = main.prepare(args)
+    assert args == given  # nothing changed in place
+    assert isinstance(settings, Settings) and settings['model_name_or_path'].endswith('demo-teacher')
+    assert settings['path_train'] == corpus['path_train'] and len(notes) == 1

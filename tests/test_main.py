@@ -197,7 +197,7 @@ def test_a_demo_checkpoint_scores_the_dataset_paths_given_on_the_command_line(ru
     def replaced(args):
         raise AssertionError('the demo corpus replaced the paths given')
 
-    monkeypatch.setattr(main, 'use_demo_corpus', replaced)
+    monkeypatch.setattr(main, 'demo_corpus', replaced)
     paths = [f'{key}={corpus[key]}' for key in ('path_test', 'path_trials')]
     main.main(paths + ['mode=evaluate', f'checkpoint={tmp_path / "demo.pt"}', f'path_log={tmp_path / "exp"}'])
     (folder,) = (tmp_path / 'exp' / 'OS-KDFT').iterdir()
@@ -277,10 +277,10 @@ def test_processes_started_by_main_itself_train_as_one_job(corpus, tmp_path):
 
 
 def test_a_spawned_process_reports_a_bad_argument_in_one_line(tmp_path, capfd):
-    args, state = main.resolve_arguments(['amp=fp32', f'path_log={tmp_path}'])
+    args, state = main.resolve_arguments(['demo_test_speakers=2', f'path_log={tmp_path}'])
     with pytest.raises(ProcessExitedException, match='exited with exit code 1|terminated with exit code 1'):
         distributed.spawn(main.run_reporting_errors, 2, args, state)
-    assert "error: amp='fp32': expected one of auto, none, bf16, fp16" in capfd.readouterr().err
+    assert 'error: demo_test_speakers=2: expected 4 or more' in capfd.readouterr().err
     assert not (tmp_path / 'OS-KDFT').exists()
 
 

@@ -36,7 +36,7 @@ def test_the_shipped_teacher_loads_by_name_offline():
     code = (
         'import main, json; from arguments import get_args; from models.ssl import load_teacher;'
         'args = get_args([])[0]; assert args["model_name_or_path"] == "demo-teacher";'
-        'note = main.prepare(args); model = load_teacher(args["model_name_or_path"], {});'
+        'args, note = main.prepare(args); model = load_teacher(args["model_name_or_path"], {});'
         'print(json.dumps([args["model_name_or_path"], model.config.num_hidden_layers, note]))'
     )
     env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'PYTHONPATH': ROOT}
