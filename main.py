@@ -20,7 +20,7 @@ import torch
 import transformers
 from torch.multiprocessing import ProcessExitedException
 
-from arguments import DATASET_PATHS, EXPERIMENT_ARGS, ArgumentError, Settings, check_choices, parse
+from arguments import DATASET_PATHS, EXPERIMENT_ARGS, ArgumentError, Settings, check_choices, describe, parse
 from data.demo import prepare_demo
 from inference.embed import check_inputs, embed_checkpoint
 from inference.evaluate import evaluate_checkpoint
@@ -268,6 +268,9 @@ def quiet_libraries():
 
 
 def main(argv):
+    if argv[:1] in (['help'], ['--help'], ['-h']):
+        print(describe(argv[1:]))
+        return
     args, state = resolve_arguments(argv)
     processes = processes_to_start(args)
     if processes == 1:

@@ -140,3 +140,26 @@ def test_prepare_makes_the_derived_values_once_without_changing_what_it_was_give
     assert args == given  # nothing changed in place
     assert isinstance(settings, Settings) and settings['model_name_or_path'].endswith('demo-teacher')
     assert settings['path_train'] == corpus['path_train'] and len(notes) == 1
+
+
+def test_help_prints_every_setting_with_its_default_presets_choices_and_help(capsys):
+    """`python main.py help`: a key left out of the text, a preset's value or a setting's choices not
+    shown, or a setting without its line of help would leave a user reading arguments.py instead."""
+    import main
+    from arguments import EXPERIMENT, SYSTEM
+
+    main.main(['help'])
+    text = capsys.readouterr().out
+    table = {**SYSTEM, **EXPERIMENT}
+    heads = [line for line in text.splitlines() if not line.startswith(' ')]
+    assert [line.split(' = ')[0] for line in heads] == list(table)
+    assert all(len(setting.help) >= 10 for setting in table.values()), [k for k, s in table.items() if len(s.help) < 10]
+    assert 'lr = 0.0001   (presets: demo 0.002, smoke 0.002)' in heads
+    assert "amp = 'auto'" in heads
+    assert '    one of: auto, none, bf16, fp16' in text.splitlines()
+    main.main(['help', 'epoch'])
+    assert capsys.readouterr().out == (
+        'epoch = 100   (presets: demo 5, smoke 1)\n    training epochs (kd_ft: of its fine-tuning stage)\n'
+    )
+    with pytest.raises(ArgumentError, match='help epochs: no such setting'):
+        main.main(['help', 'epochs'])

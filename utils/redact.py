@@ -16,6 +16,7 @@ _STRING = (
 _SEPARATOR = (
     r'[ \t]*=(?!=)[ \t]*'  # api_key = "...", f(token="...")
     r'|[ \t]*:[ \t]*'  # {'neptune_api_token': '...'}
+    r'|[ \t]*:[ \t]*Setting\([ \t]*'  # {'wandb_token': Setting('...', 'help')}
     r'|[ \t]*:[ \t]*[\w.\[\], |]+?[ \t]*=(?!=)[ \t]*'
 )  # password: str = '...'
 _SECRET_LITERAL = re.compile(

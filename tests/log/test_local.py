@@ -138,6 +138,24 @@ def test_source_copy_redacts_planted_tokens_and_skips_what_is_not_source(tmp_pat
     assert copied[os.path.join('log', 'local.py')] == b'x = 1\n'
 
 
+def test_a_token_typed_into_the_settings_table_is_redacted_in_the_source_copy(tmp_path):
+    """arguments.py as it is, with tokens typed in as a user would: the copy holds neither token and is
+    otherwise the same file."""
+    root = tmp_path / 'project'
+    root.mkdir()
+    real = open(os.path.join(os.path.dirname(__file__), '..', '..', 'arguments.py')).read()
+    typed = real.replace("'wandb_token': Setting(None,", "'wandb_token': Setting('wandb-secret-0123456789',")
+    typed = typed.replace("'neptune_token': Setting(None,", '\'neptune_token\': Setting("nep-secret-9876543210",')
+    assert typed.count('secret-') == 2
+    (root / 'arguments.py').write_text(typed)
+    logger = build(root / 'exp', source_root=root)
+    copied = files_under(os.path.join(logger.run_dir, 'source'))['arguments.py'].decode()
+    assert 'secret-' not in copied
+    expected = real.replace("'wandb_token': Setting(None,", "'wandb_token': Setting('REDACTED',")
+    expected = expected.replace("'neptune_token': Setting(None,", "'neptune_token': Setting('REDACTED',")
+    assert copied == expected
+
+
 def test_same_name_in_the_same_second_gets_a_new_folder_and_leaves_the_first_untouched(tmp_path, monkeypatch):
     monkeypatch.setattr(log.local.time, 'strftime', lambda fmt, *args: '20240101-120000')
     first = build(tmp_path)
