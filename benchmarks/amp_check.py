@@ -19,6 +19,7 @@ a bf16 input stay bf16; on CUDA autocast runs them in float32. A CPU run is then
 
     python benchmarks/amp_check.py                                 # 10 steps of 32 x 2 s (about 3 min)
     python benchmarks/amp_check.py --steps 5 --grad-steps 1,3,5 --modes fp32,bf16 key=value ...
+    python benchmarks/amp_check.py --modes fp32,bf16 --fp32-norms  # the norms in fp32, as on CUDA
 
 The last line is `amp_check: worst_grad_cosine=X`, the lowest bf16 cosine over the groups and steps
 on fp32's weights (the rounding alone).
@@ -77,6 +78,11 @@ def parse(argv):
         '--grad-steps', default='1,5,last', help="steps whose gradients are compared (default '1,5,last')"
     )
     parser.add_argument('--modes', default='fp32,bf16,fp16', help='precisions, fp32 first (default fp32,bf16,fp16)')
+    parser.add_argument(
+        '--fp32-norms',
+        action='store_true',
+        help="layer and group norms in float32 under autocast, as CUDA's autocast runs them",
+    )
     parser.add_argument('overrides', nargs='*', metavar='key=value', help='arguments.py values')
     options = parser.parse_args(argv)
     options.modes = options.modes.split(',')
@@ -86,6 +92,22 @@ def parse(argv):
     if not all(1 <= step <= options.steps for step in options.grad_steps):
         parser.error(f'--grad-steps: each of 1..{options.steps} or last')
     return options
+
+
+def norms_in_float32():
+    """Patches F.layer_norm and F.group_norm to compute in float32 and return float32 under any
+    autocast, as CUDA's autocast policy does (on a CPU they stay bf16); nn.LayerNorm and
+    nn.GroupNorm call them."""
+    for name in ('layer_norm', 'group_norm'):
+        original = getattr(F, name)
+
+        def in_float32(input, *args, original=original, **kwargs):
+            args = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
+            kwargs = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+            with torch.autocast('cpu', enabled=False):
+                return original(input.float(), *args, **kwargs)
+
+        setattr(F, name, in_float32)
 
 
 def demo_setup(overrides, batch_size, steps):
@@ -237,6 +259,8 @@ def compare(grads, reference, groups):
 def main_(argv=None):
     options = parse(argv)
     started = time.perf_counter()
+    if options.fp32_norms:
+        norms_in_float32()
     print(f'{describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads', flush=True)
     args, teacher, initial, batches = demo_setup(options.overrides, options.batch_size, options.steps)
     print(
