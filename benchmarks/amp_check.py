@@ -16,10 +16,12 @@ trainer/train.py uses it. It prints
 
 Autocast's CPU policy is not CUDA's: on a CPU, layer and group norms, softmax, pow and sqrt of
 a bf16 input stay bf16; on CUDA autocast runs them in float32. A CPU run is then the harsher test.
+The model keeps its layer and group norms in float32 on either (models/precision.py);
+--low-precision-norms measures them as a CPU's autocast would run them otherwise.
 
     python benchmarks/amp_check.py                                 # 10 steps of 32 x 2 s (about 3 min)
     python benchmarks/amp_check.py --steps 5 --grad-steps 1,3,5 --modes fp32,bf16 key=value ...
-    python benchmarks/amp_check.py --modes fp32,bf16 --fp32-norms  # the norms in fp32, as on CUDA
+    python benchmarks/amp_check.py --modes fp32,bf16 --low-precision-norms  # the norms in bf16 (CPU autocast)
 
 The last line is `amp_check: worst_grad_cosine=X`, the lowest bf16 cosine over the groups and steps
 on fp32's weights (the rounding alone).
@@ -44,6 +46,7 @@ import main  # noqa: E402
 from data.voxceleb import training_manifest  # noqa: E402
 from machine import describe  # noqa: E402
 from models.build import build_model  # noqa: E402
+from models.precision import Float32GroupNorm, Float32LayerNorm  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
 from trainer.train import build_optimizer, build_train_loader, set_lrs  # noqa: E402
@@ -79,9 +82,9 @@ def parse(argv):
     )
     parser.add_argument('--modes', default='fp32,bf16,fp16', help='precisions, fp32 first (default fp32,bf16,fp16)')
     parser.add_argument(
-        '--fp32-norms',
+        '--low-precision-norms',
         action='store_true',
-        help="layer and group norms in float32 under autocast, as CUDA's autocast runs them",
+        help="the layer and group norms as a CPU's autocast runs plain ones (bf16), not in float32",
     )
     parser.add_argument('overrides', nargs='*', metavar='key=value', help='arguments.py values')
     options = parser.parse_args(argv)
@@ -94,20 +97,13 @@ def parse(argv):
     return options
 
 
-def norms_in_float32():
-    """Patches F.layer_norm and F.group_norm to compute in float32 and return float32 under any
-    autocast, as CUDA's autocast policy does (on a CPU they stay bf16); nn.LayerNorm and
-    nn.GroupNorm call them."""
-    for name in ('layer_norm', 'group_norm'):
-        original = getattr(F, name)
-
-        def in_float32(input, *args, original=original, **kwargs):
-            args = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
-            kwargs = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-            with torch.autocast('cpu', enabled=False):
-                return original(input.float(), *args, **kwargs)
-
-        setattr(F, name, in_float32)
+def norms_in_low_precision(*models):
+    """The models' layer and group norms made plain nn.LayerNorm / nn.GroupNorm again, which a CPU's
+    autocast runs in bf16 (the model keeps them in float32: models/precision.py)."""
+    for model in models:
+        for module in model.modules():
+            if type(module) in (Float32LayerNorm, Float32GroupNorm):
+                module.__class__ = type(module).__mro__[1]
 
 
 def demo_setup(overrides, batch_size, steps):
@@ -259,10 +255,10 @@ def compare(grads, reference, groups):
 def main_(argv=None):
     options = parse(argv)
     started = time.perf_counter()
-    if options.fp32_norms:
-        norms_in_float32()
     print(f'{describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads', flush=True)
     args, teacher, initial, batches = demo_setup(options.overrides, options.batch_size, options.steps)
+    if options.low_precision_norms:
+        norms_in_low_precision(teacher, initial)
     print(
         f"the demo's model ({args['model_name_or_path'].rsplit('/', 1)[-1]}, {args['num_hidden_layers']}-layer "
         f'student), {len(batches)} steps of {options.batch_size} x {args["num_train_frames"] / 100:.0f} s, '

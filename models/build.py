@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from models.aam import AAMSoftmax
 from models.ecapa import EcapaTdnn
+from models.precision import norms_in_float32
 from models.speaker_net import SpeakerNet
 from models.ssl import count_parameters
 from models.student import Student
@@ -36,7 +37,8 @@ def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
     """Student (copied from the teacher: as many layers as the method keeps, with adapters where it
     has them) + ECAPA-TDNN sized from the SSL width + AAM-softmax. With ssl_config (a checkpoint's,
     see trainer.train.save) the student is built from its own config instead, teacher None,
-    its weights random until the checkpoint's are loaded."""
+    its weights random until the checkpoint's are loaded. Its layer and group norms run in float32
+    under autocast (models/precision.py)."""
     shape = STUDENT_SHAPES[args['method']]
     num_layers = None
     if ssl_config is None:
@@ -59,7 +61,8 @@ def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
         args['spec_mask_p'],
     )
     head = AAMSoftmax(args['embedding_size'], num_classes, args['aam_margin'], args['aam_scale'], weights)
-    return SpeakerNet(student, backend, head, normalize_wave=args['normalize_wave'], frozen_ssl=shape.frozen_ssl)
+    model = SpeakerNet(student, backend, head, normalize_wave=args['normalize_wave'], frozen_ssl=shape.frozen_ssl)
+    return norms_in_float32(model)
 
 
 def parameter_counts(teacher, model):

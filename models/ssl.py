@@ -9,6 +9,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from transformers import AutoConfig, HubertModel, PreTrainedModel, Wav2Vec2Config, Wav2Vec2Model, WavLMModel
 
 from models.hf_compat import set_attention
+from models.precision import norms_in_float32
 
 SSL_MODELS = {'wav2vec2': Wav2Vec2Model, 'hubert': HubertModel, 'wavlm': WavLMModel}
 # weights a checkpoint may lack: the learned mask vector exists only where the saving config masked
@@ -30,14 +31,15 @@ def load_teacher(model_name_or_path: str, tiny_config: dict, attention: str = 's
     (any Wav2Vec2, HuBERT or WavLM checkpoint, base model or one with a task head on top).
     attention: 'sdpa' (torch's fused scaled-dot-product kernels) where the model has it, else
     'eager'; WavLM (its attention adds a position bias) always runs eager.
-    The teacher comes back frozen: eval mode, no parameter requires grad."""
+    The teacher comes back frozen: eval mode, no parameter requires grad; its norms run in float32
+    under autocast (models/precision.py)."""
     if model_name_or_path == 'tiny':
         model = Wav2Vec2Model(Wav2Vec2Config(**tiny_config, attn_implementation=attention))
     else:
         model = load_pretrained(model_name_or_path, attention)
     model.eval()
     model.requires_grad_(False)
-    return model
+    return norms_in_float32(model)
 
 
 def load_pretrained(model_name_or_path, attention='sdpa'):
