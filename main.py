@@ -10,7 +10,6 @@ python main.py mode=embed checkpoint=exp/.../best.pt wav_list=FILE out=DIR    # 
 python main.py mode=verify checkpoint=exp/.../best.pt enroll=a.wav test=b.wav
 """
 
-import glob
 import os
 import re
 import sys
@@ -27,6 +26,7 @@ from inference.evaluate import evaluate_checkpoint
 from inference.export import export_checkpoint
 from inference.verify import check_pair, read_threshold, verify_checkpoint
 from log.controller import LogModuleController
+from log.local import run_folders
 from recipes.demo_teacher import RECORD, SHIPPED, TEACHER_NAME, describe_teacher
 from trainer.train import TrainingDiverged, train
 from utils import distributed
@@ -112,8 +112,8 @@ def check_paths(args):
 
 def find_last_checkpoint(args):
     """resume=auto: the newest last.pt among the run folders of this project and name, or None."""
-    pattern = os.path.join(args['path_log'], args['project'], glob.escape(args['name']) + '-*', 'last.pt')
-    found = glob.glob(pattern)
+    folders = run_folders(args['path_log'], args['project'], args['name'])
+    found = [path for path in (os.path.join(folder, 'last.pt') for folder in folders) if os.path.isfile(path)]
     return max(found, key=os.path.getmtime) if found else None
 
 

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import arguments  # noqa: E402
 import main  # noqa: E402
+from log.local import run_folders  # noqa: E402
 from machine import describe  # noqa: E402
 from utils.bootstrap import interval, paired_bootstrap  # noqa: E402
 
@@ -91,7 +92,7 @@ def train_all(options):
                 + options.overrides
                 + [f'method={method}', f'seed={seed}', f'name={name}', f'path_log={path_log}']
             )
-            (folders[method, seed],) = glob.glob(os.path.join(path_log, '*', f'{name}-*'))
+            (folders[method, seed],) = run_folders(path_log, arguments.EXPERIMENT_ARGS['project'], name)
             print(f'demo_table: {name} done in {(time.monotonic() - started) / 60:.1f} min', flush=True)
     return folders
 

@@ -7,9 +7,11 @@
 (The controller draws plots/ into the same folder; TensorBoard writes tensorboard/.)
 """
 
+import glob
 import itertools
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -21,8 +23,10 @@ from log.source import copy_source_files
 from utils.checkpoint import write_atomic
 
 
-def create_run_dir(parent, name):
-    """A new folder parent/<name>-<date-time>, with -2, -3, ... when taken; never reuses one."""
+def create_run_dir(path_log, project, name):
+    """A new run folder path_log/<project>/<name>-<date-time>, with -2, -3, ... when taken; never
+    reuses one."""
+    parent = os.path.join(path_log, project)
     os.makedirs(parent, exist_ok=True)
     base = os.path.join(parent, f'{name}-{time.strftime("%Y%m%d-%H%M%S")}')
     for number in itertools.count(1):
@@ -32,6 +36,15 @@ def create_run_dir(parent, name):
             return path
         except FileExistsError:
             continue
+
+
+def run_folders(path_log, project, name):
+    """The run folders create_run_dir made for this project and name (not those of a name that
+    merely starts with it: 'oskdft' is not 'oskdft-vox2')."""
+    own = re.compile(re.escape(name) + r'-\d{8}-\d{6}(-\d+)?')
+    parent = os.path.join(path_log, project)
+    found = glob.glob(os.path.join(parent, glob.escape(name) + '-*'))
+    return sorted(path for path in found if own.fullmatch(os.path.basename(path)) and os.path.isdir(path))
 
 
 def to_json(value):
@@ -66,7 +79,7 @@ class LocalBackend(LogBackend):
             self.run_dir = os.path.abspath(run_dir)
             print(f'run folder (resumed): {self.run_dir}', flush=True)
         else:
-            self.run_dir = os.path.abspath(create_run_dir(os.path.join(path_log, run.project), run.name))
+            self.run_dir = os.path.abspath(create_run_dir(path_log, run.project, run.name))
             print(f'run folder: {self.run_dir}', flush=True)
             write_json(
                 os.path.join(self.run_dir, 'run.json'),

@@ -230,3 +230,26 @@ def test_rank_other_than_zero_writes_nothing(tmp_path, capsys):
     logger.finish()
     assert os.listdir(tmp_path) == []
     assert capsys.readouterr().out == ''
+
+
+def test_run_folders_are_this_names_own_and_resume_auto_never_takes_another_runs_last_checkpoint(tmp_path):
+    """'oskdft-*' also matches the folders of a run named 'oskdft-vox2': resume=auto must not continue
+    that run's last.pt (nor a folder someone made by hand)."""
+    import main
+    from log.local import run_folders
+
+    parent = tmp_path / 'OS-KDFT'
+    for folder in ('oskdft-20261204-120000', 'oskdft-20261204-120000-2', 'oskdft-vox2-20261204-130000', 'oskdft-old'):
+        (parent / folder).mkdir(parents=True)
+    (parent / 'oskdft-vox2-20261204-130000' / 'last.pt').write_bytes(b'x')
+    (parent / 'oskdft-old' / 'last.pt').write_bytes(b'x')
+    assert run_folders(str(tmp_path), 'OS-KDFT', 'oskdft') == [
+        str(parent / 'oskdft-20261204-120000'),
+        str(parent / 'oskdft-20261204-120000-2'),
+    ]
+    args = {'path_log': str(tmp_path), 'project': 'OS-KDFT', 'name': 'oskdft'}
+    assert main.find_last_checkpoint(args) is None
+    (parent / 'oskdft-20261204-120000-2' / 'last.pt').write_bytes(b'x')
+    assert main.find_last_checkpoint(args) == str(parent / 'oskdft-20261204-120000-2' / 'last.pt')
+    made = build(tmp_path, name='oskdft').run_dir
+    assert made in run_folders(str(tmp_path), 'proj', 'oskdft')
