@@ -49,6 +49,7 @@ from models.build import build_model  # noqa: E402
 from models.precision import Float32GroupNorm, Float32LayerNorm  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
+from trainer.schedule import Schedule
 from trainer.train import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
@@ -174,7 +175,7 @@ def run(mode, args, teacher, initial, batches, grad_steps):
     model = copy.deepcopy(initial)
     model.train()
     optimizer = build_optimizer(model)
-    set_lrs(optimizer, 1, args)
+    set_lrs(optimizer, 1, Schedule.of(args))
     scaler = torch.amp.GradScaler('cpu', enabled=dtype == torch.float16)
     step_fn = METHODS[args['method']].stages(args)[0].step
     seed_everything(args['seed'])  # the same dropout, masking and SpecAugment draws in every precision

@@ -27,7 +27,6 @@ Run time at the defaults: EXPECTED below. The last line is `demo_table: wall_s=X
 """
 
 import argparse
-import glob
 import json
 import os
 import sys

@@ -30,11 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import main  # noqa: E402
 from benchmarks.train_step import CPU_SDPA_FLOPS  # noqa: E402
 from data.voxceleb import training_manifest  # noqa: E402
-from evaluation.evaluate import evaluate  # noqa: E402
+from evaluation.evaluate import EmbeddingRecipe, evaluate  # noqa: E402
 from evaluation.trials import load_trial_lists  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
+from trainer.schedule import Schedule
 from trainer.train import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
@@ -68,7 +69,7 @@ def demo_setup(overrides):
     teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl'])
     model = build_model(args, teacher, len(manifest.speakers))
     optimizer = build_optimizer(model)
-    set_lrs(optimizer, 1, args)
+    set_lrs(optimizer, 1, Schedule.of(args))
     loader.batch_sampler.set_epoch(1, 0)
     loader.dataset.set_epoch(1)
     return args, teacher, model, optimizer, loader, {'Vox1-O': lists['Vox1-O']}
@@ -123,11 +124,11 @@ def main_(argv=None):
 
     model.eval()
     with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as counter:
-        evaluate(model, vox1_o, args['path_test'], args, torch.device('cpu'), show_progress=False)
+        evaluate(model, vox1_o, args['path_test'], EmbeddingRecipe.of(args), torch.device('cpu'), show_progress=False)
     eval_flops = counter.get_total_flops()
     started = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as eval_prof:
-        evaluate(model, vox1_o, args['path_test'], args, torch.device('cpu'), show_progress=False)
+        evaluate(model, vox1_o, args['path_test'], EmbeddingRecipe.of(args), torch.device('cpu'), show_progress=False)
     eval_s = time.perf_counter() - started
     top_table(eval_prof, 'one Vox1-O evaluation')
 

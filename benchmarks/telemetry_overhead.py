@@ -32,6 +32,7 @@ from log.controller import LogModuleController  # noqa: E402
 from machine import describe  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
+from trainer.schedule import Schedule
 from trainer.train import Job, StopSignal, TrainState, build_optimizer, build_train_loader, set_lrs, train_epoch  # noqa: E402  # noqa: E402
 from utils.distributed import data_workers  # noqa: E402
 from utils.telemetry import Telemetry  # noqa: E402
@@ -73,7 +74,7 @@ def main():
         teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl'])
         model = build_model(args, teacher, speakers)
         optimizer = build_optimizer(model)
-        set_lrs(optimizer, 1, args)
+        set_lrs(optimizer, 1, Schedule.of(args))
         job = Job(model, teacher, None, optimizer, torch.amp.GradScaler('cpu', enabled=False), None, args, CPU, logger)
         sides = {
             'on': Telemetry(CPU, num_workers=data_workers(args['num_workers']), batch_size=args['batch_size']),

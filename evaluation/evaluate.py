@@ -5,6 +5,7 @@ scores, and sends the results to every rank, so each rank takes the same decisio
 """
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,6 +25,30 @@ NOT_SCORED = {
     'min_dcf_0.01': float('nan'),
     'eer_threshold': float('nan'),
 }
+
+
+@dataclass(frozen=True)
+class EmbeddingRecipe:
+    """How an utterance is embedded for scoring: the full utterance and num_seg segments of
+    segment_frames frames (10 ms each), embedded as the original code did with like_original;
+    batch_seconds of audio per forward, padding included; loader workers (on a GPU)."""
+
+    segment_frames: int = 300
+    num_seg: int = 5
+    batch_seconds: float = 60.0
+    like_original: bool = False
+    num_workers: object = 'auto'
+
+    @classmethod
+    def of(cls, settings):
+        """The recipe a run's settings (arguments.py) give."""
+        return cls(
+            settings['num_test_frames'],
+            settings['num_seg'],
+            settings['eval_batch_seconds'],
+            settings['eval_segments_like_original'],
+            settings['num_workers'],
+        )
 
 
 def trial_utterances(trial_lists):
@@ -168,51 +193,50 @@ def score_lists(trial_lists, keys, full, seg_mean, cohort=None, top_k=0):
     return results
 
 
-def training_cohort(model, manifest, args, device, show_progress=True):
-    """AS-norm's cohort: every training speaker as the mean of asnorm_cohort_utts of its utterances
-    (drawn with the run's seed), embedded as test utterances are. (cohort_full, cohort_seg) (C, D)
-    each on rank 0, None on the others."""
-    rng = np.random.default_rng([args['seed'], 7])
+def training_cohort(model, manifest, recipe, device, seed, utterances_per_speaker, show_progress=True):
+    """AS-norm's cohort: every training speaker as the mean of utterances_per_speaker of its
+    utterances (drawn with the run's seed), embedded as test utterances are (recipe).
+    (cohort_full, cohort_seg) (C, D) each on rank 0, None on the others."""
+    rng = np.random.default_rng([seed, 7])
     chosen = np.concatenate(
         [
-            rng.permutation(np.flatnonzero(manifest.labels == speaker))[: args['asnorm_cohort_utts']]
+            rng.permutation(np.flatnonzero(manifest.labels == speaker))[:utterances_per_speaker]
             for speaker in range(len(manifest.speakers))
         ]
     )
     keys = [os.path.relpath(manifest.paths[i], manifest.root) for i in chosen]
-    vectors = embed_as_set(model, manifest.root, keys, args, device, show_progress)
+    vectors = embed_as_set(model, manifest.root, keys, recipe, device, show_progress)
     if vectors is None:
         return None
     return cohort_vectors(*vectors, manifest.labels[chosen], len(manifest.speakers))
 
 
-def embed_as_set(model, root, keys, args, device, show_progress):
-    """embed_utterances with the run's settings: num_test_frames segments (embedded as the original
-    code did with eval_segments_like_original), eval_batch_seconds of audio per forward. Reading a
-    test file costs little beside embedding it, so loader workers keep a GPU fed, but on a CPU they
-    take cores from the model (2 workers: 25-30 % fewer utterances/s on 2 cores): there files are
-    read in the process itself."""
-    workers = distributed.data_workers(args['num_workers']) if device.type == 'cuda' else 0
+def embed_as_set(model, root, keys, recipe, device, show_progress):
+    """embed_utterances by an EmbeddingRecipe. Reading a test file costs little beside embedding
+    it, so loader workers keep a GPU fed, but on a CPU they take cores from the model (2 workers:
+    25-30 % fewer utterances/s on 2 cores): there files are read in the process itself."""
+    workers = distributed.data_workers(recipe.num_workers) if device.type == 'cuda' else 0
     return embed_utterances(
         model,
         root,
         keys,
-        args['num_test_frames'] * FRAME_SAMPLES,
-        args['num_seg'],
+        recipe.segment_frames * FRAME_SAMPLES,
+        recipe.num_seg,
         device,
         workers,
         show_progress,
-        round(args['eval_batch_seconds'] * SAMPLE_RATE),
-        args['eval_segments_like_original'],
+        round(recipe.batch_seconds * SAMPLE_RATE),
+        recipe.like_original,
     )
 
 
-def evaluate(model, trial_lists, root, args, device, show_progress=True, cohort=None):
-    """Scores each trial list with one shared enrollment of their utterances; the same results
-    on every rank. trial_lists: {name: Trials}; cohort: training_cohort's, for AS-norm."""
+def evaluate(model, trial_lists, root, recipe, device, show_progress=True, cohort=None, top_k=0):
+    """Scores each trial list with one shared enrollment of their utterances (embedded by recipe);
+    the same results on every rank. trial_lists: {name: Trials}; cohort: training_cohort's, for
+    AS-norm over the top_k closest cohort speakers (0: no AS-norm)."""
     keys = trial_utterances(trial_lists)
     if not keys:
         return {}  # every list left out
-    vectors = embed_as_set(model, root, keys, args, device, show_progress)
-    results = score_lists(trial_lists, keys, *vectors, cohort, args['asnorm_top_k']) if vectors is not None else None
+    vectors = embed_as_set(model, root, keys, recipe, device, show_progress)
+    results = score_lists(trial_lists, keys, *vectors, cohort, top_k) if vectors is not None else None
     return distributed.broadcast_object(results)

@@ -1,7 +1,7 @@
 """What an evaluation reports: each list's metrics in the log, and the final scoring of every list
 with the best model into results.json (at the end of a training run, and in mode=evaluate)."""
 
-from evaluation.evaluate import evaluate, training_cohort
+from evaluation.evaluate import EmbeddingRecipe, evaluate, training_cohort
 from utils import distributed
 from utils.telemetry import summary_text
 
@@ -43,6 +43,7 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
     when asnorm_top_k is set) and writes results.json, the run's performance (telemetry) in it;
     kept: {list: its results} scored already with the same weights (the best epoch's validation list)."""
     show = distributed.is_main()
+    recipe = EmbeddingRecipe.of(args)
     cohort = None
     with telemetry.timed_evaluation():
         if args['asnorm_top_k'] and trial_lists:
@@ -50,8 +51,8 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
                 f'AS-norm cohort: {len(manifest.speakers)} training speakers, '
                 f'{args["asnorm_cohort_utts"]} utterances each'
             )
-            cohort = training_cohort(model, manifest, args, device, show)
-        results = evaluate(model, trial_lists, args['path_test'], args, device, show, cohort)
+            cohort = training_cohort(model, manifest, recipe, device, args['seed'], args['asnorm_cohort_utts'], show)
+        results = evaluate(model, trial_lists, args['path_test'], recipe, device, show, cohort, args['asnorm_top_k'])
     log_evaluation(logger, results, best_epoch, prefix='final')
     summary = dict(kept or {})
     for name, result in results.items():

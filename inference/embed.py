@@ -22,7 +22,7 @@ import torch
 
 from data.audio import AudioError, audio_info
 from data.voxceleb import conversion_notes
-from evaluation.evaluate import embed_as_set
+from evaluation.evaluate import EmbeddingRecipe, embed_as_set
 from inference.model import MIN_SAMPLES, load_model
 from utils.checkpoint import write_atomic
 from utils.progress import progress_bar
@@ -98,27 +98,27 @@ def check_files(root, keys, argument):
     return readable, bad, [note for note in conversion_notes(rates, channels, argument) if note]
 
 
-def embed_vectors(model, root, keys, args, device):
-    """Evaluation's recipe (whole utterance + num_seg segments of num_test_frames, batched within
-    eval_batch_seconds): (unit full embeddings (N, E), mean unit segment embeddings (N, E))."""
-    return embed_as_set(model, root, keys, args, device, show_progress=False)
+def embed_vectors(model, root, keys, recipe, device):
+    """Evaluation's recipe (an EmbeddingRecipe: whole utterance + segments, batched):
+    (unit full embeddings (N, E), mean unit segment embeddings (N, E))."""
+    return embed_as_set(model, root, keys, recipe, device, show_progress=False)
 
 
-def embed_part(model, root, keys, args, device):
+def embed_part(model, root, keys, recipe, device, width):
     """(rows (n, 2E) float32 of the keys that could be embedded, in order; {key: why} of the others).
     A file whose header reads but whose samples do not decode stops the batch it is in: the part is
     then embedded one file at a time to name it."""
     try:
-        return np.concatenate([v.numpy() for v in embed_vectors(model, root, keys, args, device)], axis=1), {}
+        return np.concatenate([v.numpy() for v in embed_vectors(model, root, keys, recipe, device)], axis=1), {}
     except AudioError:
         pass
     rows, bad = [], {}
     for key in keys:
         try:
-            rows.append(np.concatenate([v.numpy() for v in embed_vectors(model, root, [key], args, device)], axis=1))
+            rows.append(np.concatenate([v.numpy() for v in embed_vectors(model, root, [key], recipe, device)], axis=1))
         except AudioError as error:
             bad[key] = str(error).removeprefix('path_test: ')  # evaluation's reader names its own argument
-    return (np.concatenate(rows) if rows else np.empty((0, 2 * args['embedding_size']), np.float32)), bad
+    return (np.concatenate(rows) if rows else np.empty((0, width), np.float32)), bad
 
 
 def weights_fingerprint(weights):
@@ -220,7 +220,7 @@ def embed_checkpoint(args, logger, device, state):
         logger.log_text(note)
     parts = [readable[start : start + PART_UTTERANCES] for start in range(0, len(readable), PART_UTTERANCES)]
     for part in progress_bar(parts, 'embed'):
-        rows, failed = embed_part(model, root, part, args, device)
+        rows, failed = embed_part(model, root, part, EmbeddingRecipe.of(args), device, 2 * args['embedding_size'])
         kept = [key for key in part if key not in failed]
         save_part(out, kept, rows)
         done.update(zip(kept, rows))

@@ -6,6 +6,7 @@ import math
 import os
 
 from data.audio import AudioError
+from evaluation.evaluate import EmbeddingRecipe
 from evaluation.scoring import score_trials
 from inference.embed import check_files, embed_vectors
 from inference.model import checkpoint_threshold, load_model
@@ -47,7 +48,7 @@ def verify_checkpoint(args, logger, device, state):
         logger.log_text(note)
     given = read_threshold(args)
     model, _ = load_model(state, args, logger, device)
-    full, segments = embed_vectors(model, os.getcwd(), [args['enroll'], args['test']], args, device)
+    full, segments = embed_vectors(model, os.getcwd(), [args['enroll'], args['test']], EmbeddingRecipe.of(args), device)
     score = float(score_trials(full, segments, [0], [1])[0])
     threshold, where = (given, 'threshold given') if given is not None else checkpoint_threshold(state)
     if threshold is None:

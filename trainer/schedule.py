@@ -5,6 +5,33 @@ so a resumed run sets exactly the values an uninterrupted one would have.
 """
 
 import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The three learning rates' settings (arguments.py: lr, lr_min, T_0, T_mult,
+    student_warmup_epochs, student_lr_decay, adapter_lr_ratio)."""
+
+    lr: float
+    lr_min: float
+    T_0: int
+    T_mult: int
+    warmup_epochs: int
+    decay: float
+    adapter_ratio: float
+
+    @classmethod
+    def of(cls, settings):
+        return cls(
+            settings['lr'],
+            settings['lr_min'],
+            settings['T_0'],
+            settings['T_mult'],
+            settings['student_warmup_epochs'],
+            settings['student_lr_decay'],
+            settings['adapter_lr_ratio'],
+        )
 
 
 def kd_weight(epoch, epochs, scale):
@@ -24,20 +51,20 @@ def backend_lr(epoch, lr, lr_min, T_0, T_mult):
     return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
 
 
-def student_lr(epoch, args):
+def student_lr(epoch, schedule):
     """Student LR: the backend LR x e / W during the warm-up (e < W), then the previous
     epoch's value x decay."""
-    warmup = args['student_warmup_epochs']
-    last_warm = min(epoch, warmup - 1)
-    lr = backend_lr(last_warm, args['lr'], args['lr_min'], args['T_0'], args['T_mult']) * last_warm / warmup
-    return lr * args['student_lr_decay'] ** (epoch - last_warm)
+    s = schedule
+    last_warm = min(epoch, s.warmup_epochs - 1)
+    lr = backend_lr(last_warm, s.lr, s.lr_min, s.T_0, s.T_mult) * last_warm / s.warmup_epochs
+    return lr * s.decay ** (epoch - last_warm)
 
 
-def group_lrs(epoch, args):
+def group_lrs(epoch, schedule):
     """The LR of each optimizer group in this epoch: {'backend', 'student', 'adapter'}."""
-    backend = backend_lr(epoch, args['lr'], args['lr_min'], args['T_0'], args['T_mult'])
+    backend = backend_lr(epoch, schedule.lr, schedule.lr_min, schedule.T_0, schedule.T_mult)
     return {
         'backend': backend,
-        'student': student_lr(epoch, args),
-        'adapter': backend * args['adapter_lr_ratio'],
+        'student': student_lr(epoch, schedule),
+        'adapter': backend * schedule.adapter_ratio,
     }

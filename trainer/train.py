@@ -32,13 +32,13 @@ from data.augment import Augmenter
 from data.datasets import TrainSet
 from data.sampler import GlobalBatchSampler
 from data.voxceleb import class_weights, training_manifest
-from evaluation.evaluate import evaluate, trial_utterances
+from evaluation.evaluate import EmbeddingRecipe, evaluate, trial_utterances
 from evaluation.results import final_evaluation, log_evaluation
 from evaluation.trials import load_trial_lists
 from models.build import build_model, parameter_counts
 from models.ssl import load_teacher, preprocessor_normalizes
 from trainer.methods import LOSS_NAMES, METHODS, locate
-from trainer.schedule import group_lrs
+from trainer.schedule import Schedule, group_lrs
 from utils import distributed
 from utils.checkpoint import gather_rng_states, load_checkpoint, save_checkpoint, set_rng_state
 from utils.progress import format_duration, progress_bar
@@ -167,12 +167,13 @@ def train(args, logger, device, resume=None):
     params = parameter_counts(teacher, raw_model)
     method = METHODS[args['method']]
     stages = method.stages(args)
+    schedule = Schedule.of(args)
     if not method.uses_teacher:
         teacher = None  # copied into the student; without KD it never runs
     if args['compile']:
         raw_model.student.compile()
         raw_model.backend.compile()
-    dtype = amp_dtype(args, device)
+    dtype = amp_dtype(args['amp'], device)
     job = Job(
         distribute(raw_model, device, stages),
         teacher,
@@ -197,6 +198,7 @@ def train(args, logger, device, resume=None):
         f'x {loader.batch_sampler.per_rank}'
     )
     chooser = BEST_MODELS[args['best_model']]
+    recipe = EmbeddingRecipe.of(args)
     tuning = {name: trials for name, trials in trial_lists.items() if name == chooser}
     scored = [epoch for epoch in range(1, method.epochs(args) + 1) if tuning and stages[locate(stages, epoch)[0]].sv]
     final_scale = len(trial_utterances(trial_lists)) / len(trial_utterances(tuning)) if tuning else 0.0
@@ -221,7 +223,7 @@ def train(args, logger, device, resume=None):
             if index > 0 and stage_epoch == 1 and state.step == 0:  # a new stage starts as a new run would
                 job.optimizer = build_optimizer(raw_model)
                 logger.log_text(f'epoch {epoch}: the next stage of {method.name} starts, optimizer state reset')
-            lrs = set_lrs(job.optimizer, stage_epoch, args)
+            lrs = set_lrs(job.optimizer, stage_epoch, schedule)
             loader.batch_sampler.set_epoch(epoch, state.step)
             loader.dataset.set_epoch(epoch)
             if not train_epoch(job, epoch, state, stop, checkpoint):
@@ -239,7 +241,7 @@ def train(args, logger, device, resume=None):
             eer = threshold = float('nan')
             if tuning and stage.sv:
                 with job.telemetry.timed_evaluation(tuning=True):
-                    results = evaluate(raw_model, tuning, args['path_test'], args, device, distributed.is_main())
+                    results = evaluate(raw_model, tuning, args['path_test'], recipe, device, distributed.is_main())
                 log_evaluation(logger, results, epoch)
                 eer, threshold = results[chooser]['eer'], results[chooser]['eer_threshold']
             improved = improves(eer, state.best['eer']) if tuning else stage.sv
@@ -479,20 +481,20 @@ def build_optimizer(model):
     return torch.optim.Adam(groups, weight_decay=0.0)
 
 
-def set_lrs(optimizer, stage_epoch, args):
-    """Each group's LR for the stage's epoch `stage_epoch`; the values, for the log."""
-    lrs = group_lrs(stage_epoch, args)
+def set_lrs(optimizer, stage_epoch, schedule):
+    """Each group's LR for the stage's epoch `stage_epoch` by a Schedule; the values, for the log."""
+    lrs = group_lrs(stage_epoch, schedule)
     lrs = {name: lr for name, lr in lrs.items() if name in {group['name'] for group in optimizer.param_groups}}
     for group in optimizer.param_groups:
         group['lr'] = lrs[group['name']]
     return lrs
 
 
-def amp_dtype(args, device):
+def amp_dtype(amp, device):
     """amp=auto: bf16 on a GPU that has it, full precision otherwise."""
-    if args['amp'] == 'auto':
+    if amp == 'auto':
         return torch.bfloat16 if device.type == 'cuda' and torch.cuda.is_bf16_supported() else None
-    return AMP_DTYPES[args['amp']]
+    return AMP_DTYPES[amp]
 
 
 def unwrap(model):

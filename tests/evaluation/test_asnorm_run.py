@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from data.voxceleb import Trials, scan_voxceleb
-from evaluation.evaluate import score_lists, training_cohort
+from evaluation.evaluate import EmbeddingRecipe, score_lists, training_cohort
 from models.build import build_model
 from models.ssl import load_teacher
 from tests.trainer.test_oskdft import ARGS, TINY
@@ -18,7 +18,9 @@ def test_the_cohort_is_each_training_speakers_utterances_embedded_as_test_uttera
     args = dict(ARGS, asnorm_cohort_utts=1, num_test_frames=50, num_seg=2, num_workers='0')
     torch.manual_seed(0)
     model = build_model(args, load_teacher('tiny', TINY), num_classes=len(manifest.speakers)).eval()
-    cohort_full, cohort_seg = training_cohort(model, manifest, args, torch.device('cpu'), show_progress=False)
+    cohort_full, cohort_seg = training_cohort(
+        model, manifest, EmbeddingRecipe.of(args), torch.device('cpu'), args['seed'], args['asnorm_cohort_utts'], False
+    )
     assert cohort_full.shape == cohort_seg.shape == (len(manifest.speakers), 16)
     rng = np.random.default_rng([args['seed'], 7])  # the draw the cohort makes, speaker by speaker
     for speaker in range(len(manifest.speakers)):

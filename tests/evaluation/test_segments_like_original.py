@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from data.datasets import evenly_spaced_segments
-from evaluation.evaluate import embed_as_set, embed_segments, embed_utterances
+from evaluation.evaluate import EmbeddingRecipe, embed_as_set, embed_segments, embed_utterances
 from evaluation.scoring import utterance_vectors
 from tests.evaluation.test_evaluate import ARGS, model_with
 
@@ -66,8 +66,10 @@ def test_the_switch_in_the_runs_settings_changes_the_segment_vectors_only(model,
     num_seg = ARGS['num_seg']
     args = dict(ARGS, num_test_frames=SEGMENT // 160, eval_batch_seconds=60.0, num_workers=0)
     cpu = torch.device('cpu')
-    off = embed_as_set(model, str(tmp_path), keys, args, cpu, show_progress=False)
-    on = embed_as_set(model, str(tmp_path), keys, dict(args, eval_segments_like_original=True), cpu, False)
+    off = embed_as_set(model, str(tmp_path), keys, EmbeddingRecipe.of(args), cpu, show_progress=False)
+    on = embed_as_set(
+        model, str(tmp_path), keys, EmbeddingRecipe.of(dict(args, eval_segments_like_original=True)), cpu, False
+    )
     segs = torch.stack(
         [
             torch.from_numpy(evenly_spaced_segments(sf.read(tmp_path / key, dtype='float32')[0], SEGMENT, num_seg))

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_curve
 
 from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
 from data.voxceleb import scan_voxceleb
-from evaluation.evaluate import evaluate
+from evaluation.evaluate import EmbeddingRecipe, evaluate
 from evaluation.trials import load_trial_lists
 from models.build import build_model
 from models.ssl import load_teacher
@@ -94,7 +94,9 @@ def test_the_real_vox1_o_list_is_scanned_enrolled_and_scored_at_full_size(vox1_t
         load_teacher('tiny', TINY),
         num_classes=4,
     )
-    result = evaluate(model, lists, str(root), args, torch.device('cpu'), show_progress=False)['Vox1-O']
+    result = evaluate(model, lists, str(root), EmbeddingRecipe.of(args), torch.device('cpu'), show_progress=False)[
+        'Vox1-O'
+    ]
     assert result['trials'] == len(result['scores']) == 37_720
     fpr, tpr, _ = roc_curve(lists['Vox1-O'].labels, result['scores'])
     reference = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)

@@ -88,11 +88,11 @@ def test_an_interrupted_run_resumes_with_the_missing_files_alone(listed, trained
     monkeypatch.setattr(inference.embed, 'PART_UTTERANCES', 3)
     original, parts = inference.embed.embed_part, []
 
-    def interrupted_at_the_second_part(model, root, keys, args, device):
+    def interrupted_at_the_second_part(model, root, keys, *rest):
         parts.append(list(keys))
         if len(parts) == 2:
             raise KeyboardInterrupt
-        return original(model, root, keys, args, device)
+        return original(model, root, keys, *rest)
 
     monkeypatch.setattr(inference.embed, 'embed_part', interrupted_at_the_second_part)
     out = tmp_path / 'out'
@@ -101,9 +101,9 @@ def test_an_interrupted_run_resumes_with_the_missing_files_alone(listed, trained
     (saved,) = (out / 'parts').iterdir()
     assert np.load(saved)['keys'].tolist() == order[:3] and not (out / 'embeddings.npy').exists()
 
-    def counted(model, root, keys, args, device):
+    def counted(model, root, keys, *rest):
         parts.append(list(keys))
-        return original(model, root, keys, args, device)
+        return original(model, root, keys, *rest)
 
     parts.clear()
     monkeypatch.setattr(inference.embed, 'embed_part', counted)

@@ -23,6 +23,7 @@ from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from tests.log.recorder import MetricRecorder  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
+from trainer.schedule import Schedule
 from trainer.train import Job, StopSignal, TrainState, build_optimizer, distribute, set_lrs, train_epoch  # noqa: E402  # noqa: E402
 from utils import distributed  # noqa: E402
 from utils.telemetry import Telemetry  # noqa: E402
@@ -130,7 +131,7 @@ def layerdrop_check():
     teacher, model, args = build(noisy=True, dtype=torch.float32)
     torch.manual_seed(100 + distributed.rank())
     optimizer = build_optimizer(model)
-    set_lrs(optimizer, 1, args)
+    set_lrs(optimizer, 1, Schedule.of(args))
     train(model, teacher, global_batches(3, torch.float32), optimizer, args)
     return {name: t.clone() for name, t in model.state_dict().items()}
 

@@ -14,6 +14,7 @@ from models.ssl import load_teacher, normalize_waves
 from tests.conftest import FAST
 from tests.trainer.test_oskdft import ARGS, TINY, job_of, run_epoch
 from trainer.methods import METHODS, locate
+from trainer.schedule import Schedule
 from trainer.train import Job, StopSignal, TrainState, build_optimizer, set_lrs, train_epoch
 
 BATCH = 4
@@ -31,7 +32,7 @@ def one_step(method, epoch=1, **args):
     clean = torch.randn(BATCH, 8000)
     batch = (clean, clean + 0.3 * torch.randn_like(clean), torch.arange(BATCH), ('',) * BATCH)
     optimizer = build_optimizer(model)
-    set_lrs(optimizer, epoch, args)
+    set_lrs(optimizer, epoch, Schedule.of(args))
     job = Job(
         model,
         teacher if METHODS[method].uses_teacher else None,

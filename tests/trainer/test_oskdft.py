@@ -13,6 +13,7 @@ from log.controller import LogModuleController
 from models.build import build_model
 from models.ssl import load_teacher
 from trainer.methods import METHODS
+from trainer.schedule import Schedule
 from trainer.train import Job, StopSignal, TrainingDiverged, TrainState, build_optimizer, set_lrs, train_epoch
 
 NO_REGULARISATION = dict(
@@ -132,7 +133,7 @@ def test_one_adam_keeps_its_moments_across_epochs_and_takes_the_scheduled_lrs(se
     adapter_ids = {id(p) for p in model.student.adapter_parameters()}
     assert {id(p) for p in optimizer.param_groups[2]['params']} == adapter_ids
     for epoch in (1, 2):
-        lrs = set_lrs(optimizer, epoch, ARGS)
+        lrs = set_lrs(optimizer, epoch, Schedule.of(ARGS))
         assert [group['lr'] for group in optimizer.param_groups] == [lrs['backend'], lrs['student'], lrs['adapter']]
         run_epoch(job_of(model, teacher, [batch], optimizer), epoch)
     first = next(iter(model.backend.parameters()))
@@ -144,7 +145,7 @@ def test_a_non_finite_step_is_skipped_and_counted_and_training_goes_on(setup):
     poisoned = augmented.clone()
     poisoned[0, 100] = float('nan')
     optimizer = build_optimizer(model)
-    set_lrs(optimizer, 1, ARGS)
+    set_lrs(optimizer, 1, Schedule.of(ARGS))
     before = copy.deepcopy(model.state_dict())
     state, finished = run_epoch(job_of(model, teacher, [(clean, poisoned, labels)], optimizer))
     assert finished and state.step == 1 and state.skipped == 1 and state.bad_in_row == 1

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from arguments import EXPERIMENT_ARGS
-from trainer.schedule import backend_lr, group_lrs, kd_weight
+from trainer.schedule import Schedule, backend_lr, group_lrs, kd_weight
 
 ARGS = dict(EXPERIMENT_ARGS)
 
@@ -39,7 +39,7 @@ def test_paper_schedule_at_chosen_epochs():
     def cosine(e):
         return 1e-6 + (1e-4 - 1e-6) * (1 + math.cos(math.pi * (e - 1) / 100)) / 2
 
-    lrs = {e: group_lrs(e, ARGS) for e in (1, 5, 9, 10, 11, 30, 100)}
+    lrs = {e: group_lrs(e, Schedule.of(ARGS)) for e in (1, 5, 9, 10, 11, 30, 100)}
     assert lrs[1]['backend'] == pytest.approx(1e-4)
     assert lrs[1]['student'] == pytest.approx(1e-5)
     assert lrs[1]['adapter'] == pytest.approx(1e-3)
@@ -85,5 +85,5 @@ def test_demo_schedule_where_the_restart_comes_before_the_student_warm_up_ends()
         12: (6.9165037447e-04, 7.2392130000e-04),
     }
     for epoch, (backend, student) in expected.items():
-        lrs = group_lrs(epoch, args)
+        lrs = group_lrs(epoch, Schedule.of(args))
         assert lrs == pytest.approx({'backend': backend, 'student': student, 'adapter': 10 * backend}, rel=1e-9), epoch

@@ -18,6 +18,7 @@ from models.ssl import load_teacher
 from tests.log.recorder import MetricRecorder
 from tests.trainer.test_oskdft import ARGS, TINY
 from tests.trainer.test_run import META, new_job
+from trainer.schedule import Schedule
 from trainer.train import (
     Job,
     StopSignal,
@@ -168,7 +169,7 @@ def test_a_slow_data_loader_gives_one_warning_naming_num_workers(corpus, tmp_pat
     teacher = load_teacher('tiny', TINY)
     model = build_model(args, teacher, len(manifest.speakers))
     optimizer = build_optimizer(model)
-    set_lrs(optimizer, 1, args)
+    set_lrs(optimizer, 1, Schedule.of(args))
     texts = []
     logger.log_text = texts.append
     job = Job(
