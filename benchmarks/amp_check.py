@@ -46,7 +46,7 @@ import main  # noqa: E402
 from data.voxceleb import training_manifest  # noqa: E402
 from machine import describe  # noqa: E402
 from models.build import build_model  # noqa: E402
-from models.precision import Float32GroupNorm, Float32LayerNorm  # noqa: E402
+from models.precision import PLAIN  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
 from trainer.schedule import Schedule
@@ -103,8 +103,8 @@ def norms_in_low_precision(*models):
     autocast runs in bf16 (the model keeps them in float32: models/precision.py)."""
     for model in models:
         for module in model.modules():
-            if type(module) in (Float32LayerNorm, Float32GroupNorm):
-                module.__class__ = type(module).__mro__[1]
+            if type(module) in PLAIN:
+                module.__class__ = PLAIN[type(module)]
 
 
 def demo_setup(overrides, batch_size, steps):

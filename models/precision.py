@@ -6,34 +6,31 @@ same step time. In float32 without autocast they are the plain modules, bit for 
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 LOW = (torch.float16, torch.bfloat16)
 
 
-class Float32LayerNorm(nn.LayerNorm):
+class Float32Norm:
+    """The norm of the class it is mixed into, run on a float32 input with autocast off when the
+    input is low precision or autocast is on; otherwise the class's own forward, untouched."""
+
     def forward(self, input):
         if input.dtype not in LOW and not torch.is_autocast_enabled(input.device.type):
             return super().forward(input)
-        x = input.float() if input.dtype in LOW else input
         with torch.autocast(input.device.type, enabled=False):
-            return F.layer_norm(x, self.normalized_shape, _like(self.weight, x), _like(self.bias, x), self.eps)
+            return super().forward(input.float() if input.dtype in LOW else input)
 
 
-class Float32GroupNorm(nn.GroupNorm):
-    def forward(self, input):
-        if input.dtype not in LOW and not torch.is_autocast_enabled(input.device.type):
-            return super().forward(input)
-        x = input.float() if input.dtype in LOW else input
-        with torch.autocast(input.device.type, enabled=False):
-            return F.group_norm(x, self.num_groups, _like(self.weight, x), _like(self.bias, x), self.eps)
+class Float32LayerNorm(Float32Norm, nn.LayerNorm):
+    pass
 
 
-def _like(tensor, x):
-    return None if tensor is None else tensor.to(x.dtype)
+class Float32GroupNorm(Float32Norm, nn.GroupNorm):
+    pass
 
 
 FLOAT32 = {nn.LayerNorm: Float32LayerNorm, nn.GroupNorm: Float32GroupNorm}
+PLAIN = {float32: plain for plain, float32 in FLOAT32.items()}
 
 
 def norms_in_float32(model):
