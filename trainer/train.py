@@ -224,7 +224,13 @@ def train(args, logger, device, resume=None):
             index, stage_epoch = locate(stages, epoch)
             stage = stages[index]
             if index > 0 and stage_epoch == 1 and state.step == 0:  # a new stage starts as a new run would
-                if stage.lmft and best_weights is not None:  # LMFT: from the best model of the stages before
+                if stage.lmft:  # LMFT: from the best model of the stages before
+                    if best_weights is None:  # none improved: their last epoch stands as their best, in best.pt
+                        state.best['epoch'] = state.epoch
+                        best_weights = {
+                            name: tensor.detach().cpu().clone() for name, tensor in raw_model.state_dict().items()
+                        }
+                        checkpoint(also='best.pt')
                     raw_model.load_state_dict(best_weights)
                 job.optimizer = build_optimizer(raw_model)
                 logger.log_text(
