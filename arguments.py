@@ -177,6 +177,20 @@ EXPERIMENT = {
         'a validation list in path_trials (held-out speakers, in no test list): scored after every epoch with '
         'best_model=val, and at the end beside the others; None: none',
     ),
+    # large-margin fine-tuning (LMFT): after the main stages, the SV path alone from their best model
+    # (docs/lmft.md; the values are WeSpeaker's examples/voxceleb/v2/conf/ecapa_tdnn_lm.yaml)
+    'lmft_epochs': Setting(0, "LMFT epochs after the method's own (0: off; WeSpeaker's ecapa_tdnn_lm.yaml: 5)"),
+    'lmft_margin': Setting(0.5, 'AAM margin through LMFT, constant (WeSpeaker margin_update 0.5 -> 0.5 from epoch 1)'),
+    'lmft_seconds': Setting(6.0, 'LMFT training crops (WeSpeaker num_frms 600 x 10 ms fbank frames)'),
+    'lmft_batch_size': Setting(0, "LMFT global batch; 0: batch_size // 2 (WeSpeaker's LMFT configs halve the batch)"),
+    'lmft_lr': Setting(
+        1e-4,
+        'LMFT LR of back-end and SSL model (adapters x adapter_lr_ratio) after a one-epoch warm-up from 0, per '
+        'step (WeSpeaker initial_lr 1.0e-4, warm_up_epoch 1, warm_from_zero)',
+    ),
+    'lmft_lr_final': Setting(
+        2.5e-5, "... falling exponentially to this at LMFT's last step (WeSpeaker final_lr 2.5e-5)"
+    ),
 }
 
 SYSTEM_ARGS = {key: setting.default for key, setting in SYSTEM.items()}

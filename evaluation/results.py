@@ -42,6 +42,30 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
     """Scores every trial list with the best model (and with AS-norm against the training speakers
     when asnorm_top_k is set) and writes results.json, the run's performance (telemetry) in it;
     kept: {list: its results} scored already with the same weights (the best epoch's validation list)."""
+    summary = score_lists(model, trial_lists, args, device, logger, best_epoch, telemetry, manifest, kept)
+    summary['best_epoch'] = best_epoch
+    summary['method'] = args['method']
+    summary['params'] = params
+    summary['performance'] = telemetry.summary()
+    if summary['performance'] is not None:
+        logger.log_text(summary_text(summary['performance']))
+    logger.save_results(summary)
+    return summary
+
+
+def lmft_evaluation(model, trial_lists, args, device, logger, epoch, summary, telemetry, manifest=None, kept=None):
+    """Scores every trial list with large-margin fine-tuning's model (its epoch `epoch`) as
+    final_evaluation does, into summary['lmft'] ({list: results, 'best_epoch'}), its metrics as
+    lmft/final/..., its scores as <list>-lmft; writes results.json again (the performance updated)."""
+    section = score_lists(model, trial_lists, args, device, logger, epoch, telemetry, manifest, kept, lmft=True)
+    summary['lmft'] = {**section, 'best_epoch': epoch}
+    summary['performance'] = telemetry.summary()
+    logger.save_results(summary)
+    return summary
+
+
+def score_lists(model, trial_lists, args, device, logger, epoch, telemetry, manifest=None, kept=None, lmft=False):
+    """{list: results} of every list scored with the model (kept's as they are), logged and its scores saved."""
     show = distributed.is_main()
     recipe = EmbeddingRecipe.of(args)
     cohort = None
@@ -53,19 +77,14 @@ def final_evaluation(model, trial_lists, args, device, logger, best_epoch, param
             )
             cohort = training_cohort(model, manifest, recipe, device, args['seed'], args['asnorm_cohort_utts'], show)
         results = evaluate(model, trial_lists, args['path_test'], recipe, device, show, cohort, args['asnorm_top_k'])
-    log_evaluation(logger, results, best_epoch, prefix='final')
-    summary = dict(kept or {})
+    log_evaluation(logger, results, epoch, prefix='lmft/final' if lmft else 'final')
+    suffix = '-lmft' if lmft else ''
+    scored = dict(kept or {})
     for name, result in results.items():
         trials = trial_lists[name]
-        logger.save_scores(name, trials.enroll, trials.test, trials.labels, result.pop('scores'))
+        logger.save_scores(name + suffix, trials.enroll, trials.test, trials.labels, result.pop('scores'))
         if 'asnorm_scores' in result:
-            logger.save_scores(f'{name}-asnorm', trials.enroll, trials.test, trials.labels, result.pop('asnorm_scores'))
-        summary[name] = result
-    summary['best_epoch'] = best_epoch
-    summary['method'] = args['method']
-    summary['params'] = params
-    summary['performance'] = telemetry.summary()
-    if summary['performance'] is not None:
-        logger.log_text(summary_text(summary['performance']))
-    logger.save_results(summary)
-    return summary
+            scores = result.pop('asnorm_scores')
+            logger.save_scores(f'{name}-asnorm{suffix}', trials.enroll, trials.test, trials.labels, scores)
+        scored[name] = result
+    return scored

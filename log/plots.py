@@ -25,6 +25,28 @@ EPOCH_PLOTS = (
         lambda name: name.startswith('eval/') and name.endswith('/eer'),
         lambda name: name[len('eval/') : -len('/eer')],
     ),
+    # large-margin fine-tuning's epochs (metrics lmft/...): their own figures
+    (
+        'lmft_loss.png',
+        'loss (LMFT)',
+        'linear',
+        lambda name: name.startswith('lmft/loss/'),
+        lambda name: name.split('/')[2],
+    ),
+    (
+        'lmft_lr.png',
+        'learning rate (LMFT)',
+        'log',
+        lambda name: name.startswith('lmft/lr/'),
+        lambda name: name.split('/')[2],
+    ),
+    (
+        'lmft_eer.png',
+        'EER (%) (LMFT)',
+        'linear',
+        lambda name: name.startswith('lmft/eval/') and name.endswith('/eer'),
+        lambda name: name[len('lmft/eval/') : -len('/eer')],
+    ),
 )
 
 

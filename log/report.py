@@ -66,6 +66,26 @@ def title_section(results, parameters):
 
 def scores_section(results, parameters):
     """One row per trial list, and one more per list scored with AS-norm."""
+    rows = score_rows(results)
+    if not rows:
+        return '## Scores\n\nNo trial list was scored.'
+    return f'## Scores of the best model (epoch {results.get("best_epoch", "-")})\n\n{table(SCORE_HEADER, rows)}'
+
+
+def lmft_section(results, parameters):
+    """The scores of large-margin fine-tuning's model (results.json's 'lmft'); nothing without LMFT."""
+    lmft = results.get('lmft')
+    if not lmft:
+        return None
+    rows = score_rows(lmft)
+    title = f'## Scores after large-margin fine-tuning (epoch {lmft.get("best_epoch", "-")})'
+    return f'{title}\n\n{table(SCORE_HEADER, rows) if rows else "No trial list was scored."}'
+
+
+SCORE_HEADER = ['trial list', 'trials', 'EER (%)', 'minDCF 0.05', 'minDCF 0.01']
+
+
+def score_rows(results):
     rows = []
     for name in scored_lists(results):
         scores = results[name]
@@ -74,10 +94,7 @@ def scores_section(results, parameters):
             norm = scores['asnorm']
             how = f'{name} + AS-norm (top {norm.get("top_k")} of {norm.get("cohort")})'
             rows.append([how, scores.get('trials', '-'), *metric_cells(norm)])
-    if not rows:
-        return '## Scores\n\nNo trial list was scored.'
-    header = ['trial list', 'trials', 'EER (%)', 'minDCF 0.05', 'minDCF 0.01']
-    return f'## Scores of the best model (epoch {results.get("best_epoch", "-")})\n\n{table(header, rows)}'
+    return rows
 
 
 def settings_section(results, parameters):
@@ -119,7 +136,7 @@ def performance_section(results, parameters):
     return f'## Performance\n\n{table(["", "value"], rows)}'
 
 
-SECTIONS = (title_section, scores_section, settings_section, performance_section)
+SECTIONS = (title_section, scores_section, lmft_section, settings_section, performance_section)
 
 
 def results_markdown(results, parameters):

@@ -17,14 +17,19 @@ class AAMSoftmax(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.xavier_normal_(self.weight, gain=1)
-        self.margin = margin
         self.scale = scale
-        # theta + m > pi would make cos(theta + m) grow again: past that point use a linear fallback
-        self.threshold = math.cos(math.pi - margin)
-        self.fallback = math.sin(math.pi - margin) * margin
+        self.set_margin(margin)
         # not persistent: a checkpoint loads whether or not the head it is loaded into was given weights
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer('class_weights', weights, persistent=False)
+
+    def set_margin(self, margin):
+        """The margin from now on (a training stage's own: large-margin fine-tuning raises it). Not in
+        the state dict: the margin shapes only the training loss, never an embedding."""
+        self.margin = margin
+        # theta + m > pi would make cos(theta + m) grow again: past that point use a linear fallback
+        self.threshold = math.cos(math.pi - margin)
+        self.fallback = math.sin(math.pi - margin) * margin
 
     def cosines(self, emb):
         """(B, E) -> (B, num_classes) cosines to the class weights. In float32 even under autocast:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from models.ssl import frozen_forward
-from trainer.schedule import kd_weight
+from trainer.schedule import kd_weight, lmft_lrs
 
 LOSS_NAMES = ('kd', 'sv', 'total', 'accuracy', 'kd_mse')  # kd: the MSE x the KD weight; kd_mse: unweighted
 
@@ -31,6 +31,14 @@ class Stage:
     step: Callable
     sv: bool = True  # trains SV: scored after each epoch (and may pick the best); False: KD only
     paths: Callable = lambda epoch: ('sv',)  # the paths a step of the epoch runs, of 'kd' and 'sv' (its log's)
+    # large-margin fine-tuning (LMFT) only: it starts from the best model of the stages before, its own
+    # best model is kept apart (lmft.pt, results.json's 'lmft'), its metrics named lmft/...
+    lmft: bool = False
+    margin: float = None  # the AAM margin through the stage; None: aam_margin
+    crop_seconds: float = None  # the training crops; None: num_train_frames x 10 ms
+    batch_size: int = None  # the global batch; None: batch_size
+    lrs: Callable = None  # (stage_epoch, step, steps_per_epoch) -> {group: LR}, set before every
+    # step; None: schedule.group_lrs, set once per epoch
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,11 @@ class Method:
     name: str
     summary: str
     uses_teacher: bool  # the frozen teacher runs (KD); otherwise it is only the student's starting point
-    stages: Callable  # args -> (Stage, ...)
+    own_stages: Callable  # args -> (Stage, ...), the method's own
+
+    def stages(self, args):
+        """The method's own stages, then LMFT's when lmft_epochs > 0."""
+        return self.own_stages(args) + ((lmft_stage(args),) if args['lmft_epochs'] > 0 else ())
 
     def epochs(self, args):
         return sum(stage.epochs for stage in self.stages(args))
@@ -113,6 +125,21 @@ def kd_ft_stages(args):
 
     kd = Stage(args['kd_epochs'], kd_step, sv=False, paths=lambda epoch: ('kd',))
     return ((kd,) if args['kd_epochs'] > 0 else ()) + (fine_tuning(args),)
+
+
+def lmft_stage(args):
+    """Large-margin fine-tuning (docs/lmft.md): the SV path alone (the teacher not run; whatever the
+    method's SV path trains, trains), longer crops at a smaller batch, a larger AAM margin and its own
+    LR schedule, from the best model of the method's stages."""
+    return Stage(
+        args['lmft_epochs'],
+        fine_tuning(args).step,
+        lmft=True,
+        margin=args['lmft_margin'],
+        crop_seconds=args['lmft_seconds'],
+        batch_size=args['lmft_batch_size'] or args['batch_size'] // 2,
+        lrs=lambda stage_epoch, step, steps_per_epoch: lmft_lrs(stage_epoch, step, steps_per_epoch, args),
+    )
 
 
 def one_stage(args):

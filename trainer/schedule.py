@@ -68,3 +68,17 @@ def group_lrs(epoch, schedule):
         'student': student_lr(epoch, schedule),
         'adapter': backend * schedule.adapter_ratio,
     }
+
+
+def lmft_lrs(stage_epoch, step, steps_per_epoch, args):
+    """Each group's LR at step `step` (0-based) of LMFT's epoch `stage_epoch` (1-based), set before
+    every step: WeSpeaker's ExponentialDecrease (wespeaker/utils/schedulers.py), lmft_lr falling
+    exponentially to lmft_lr_final over the stage's steps, times a linear warm-up over its first epoch
+    (warm_up_epoch 1, warm_from_zero). Its first step is at 1 / steps_per_epoch of the warm-up, not at
+    0 as WeSpeaker's (a step at LR 0 would only move Adam's moments). One LR for the back-end and the
+    SSL model, as WeSpeaker's one parameter group; the adapters keep the method's adapter_lr_ratio."""
+    done = (stage_epoch - 1) * steps_per_epoch + step  # steps of the stage before this one
+    progress = done / (args['lmft_epochs'] * steps_per_epoch)
+    warmup = min(1.0, (done + 1) / steps_per_epoch)
+    lr = warmup * args['lmft_lr'] * math.exp(progress * math.log(args['lmft_lr_final'] / args['lmft_lr']))
+    return {'backend': lr, 'student': lr, 'adapter': lr * args['adapter_lr_ratio']}

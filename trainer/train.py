@@ -27,13 +27,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from data.audio import FRAME_SAMPLES
+from data.audio import FRAME_SAMPLES, SAMPLE_RATE
 from data.augment import Augmenter
 from data.datasets import TrainSet
 from data.sampler import GlobalBatchSampler
 from data.voxceleb import class_weights, training_manifest
 from evaluation.evaluate import EmbeddingRecipe, evaluate, trial_utterances
-from evaluation.results import final_evaluation, log_evaluation
+from evaluation.results import final_evaluation, lmft_evaluation, log_evaluation
 from evaluation.trials import load_trial_lists
 from models.build import build_model, parameter_counts
 from models.ssl import load_teacher, preprocessor_normalizes
@@ -51,6 +51,7 @@ BEST_MODELS = {'vox1_o': 'Vox1-O', 'val': 'Val', 'last': None}
 THRESHOLD_LIST = 'Vox1-O'  # best_model=last: mode=verify's threshold is this list's EER point
 TEST_LISTS = ('Vox1-O', 'Vox1-E', 'Vox1-H')
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+SUFFIX = {False: '', True: '-lmft'}  # the scores files of LMFT's model: <list>-lmft
 
 
 class TrainingDiverged(Exception):
@@ -73,6 +74,7 @@ class TrainState:
     bad_in_row: int = 0
     best: dict = field(default_factory=lambda: {'epoch': 0, 'eer': float('inf')})  # threshold: mode=verify's
     bad_files: list = field(default_factory=list)  # training files found unreadable in this run, each once
+    lmft_best: dict = field(default_factory=lambda: {'epoch': 0, 'eer': float('inf')})  # LMFT's best, as best
 
     def means(self):
         return loss_means(self.sums)
@@ -89,6 +91,7 @@ class TrainState:
                             'bad_in_row': self.bad_in_row},
             'best': dict(self.best),
             'bad_files': list(self.bad_files),
+            'lmft_best': dict(self.lmft_best),
         }  # fmt: skip
 
     @classmethod
@@ -102,6 +105,7 @@ class TrainState:
             epoch_state['bad_in_row'],
             saved['best'],
             list(saved.get('bad_files', [])),
+            saved.get('lmft_best', {'epoch': 0, 'eer': float('inf')}),
         )
 
 
@@ -121,6 +125,7 @@ class Job:
     logger: object
     telemetry: Telemetry = field(default_factory=lambda: Telemetry(enabled=False))
     stages: tuple = None  # the method's stages; None: those of args['method']
+    steps_before: int = 0  # optimizer steps of the run's epochs before the one in progress
 
     def __post_init__(self):
         if self.stages is None:
@@ -154,7 +159,9 @@ def train(args, logger, device, resume=None):
     seed_everything(args['seed'])
     manifest = training_manifest(args, logger)
     trial_lists = load_trial_lists(args, logger, manifest)
-    loader = build_train_loader(args, manifest, device)
+    method = METHODS[args['method']]
+    stages = method.stages(args)
+    loader = build_train_loader(args, manifest, device, stages[0])
     teacher = load_teacher(args['model_name_or_path'], args['tiny_ssl']).to(device)
     if preprocessor_normalizes(args['model_name_or_path']) and not args['normalize_wave']:
         logger.log_text(
@@ -165,8 +172,6 @@ def train(args, logger, device, resume=None):
     weights = torch.from_numpy(class_weights(manifest.labels, num_classes)) if args['class_weight'] else None
     raw_model = build_model(args, teacher, num_classes, weights).to(device)
     params = parameter_counts(teacher, raw_model)
-    method = METHODS[args['method']]
-    stages = method.stages(args)
     schedule = Schedule.of(args)
     if not method.uses_teacher:
         teacher = None  # copied into the student; without KD it never runs
@@ -203,10 +208,10 @@ def train(args, logger, device, resume=None):
     scored = [epoch for epoch in range(1, method.epochs(args) + 1) if tuning and stages[locate(stages, epoch)[0]].sv]
     final_scale = len(trial_utterances(trial_lists)) / len(trial_utterances(tuning)) if tuning else 0.0
     job.telemetry.plan(method.epochs(args), scored, final_scale)  # what the run's ETA counts
-    best_weights = None
+    best_weights = lmft_weights = None  # the best model of the method's stages, of LMFT's
     with StopSignal() as stop:  # from here on a SIGTERM / SIGINT saves and stops at the next step
         if resume:
-            state, best_weights = restore(job, resume, os.path.dirname(os.path.abspath(args['resume'])))
+            state, best_weights, lmft_weights = restore(job, resume, os.path.dirname(os.path.abspath(args['resume'])))
         elif tuning:
             logger.log_text(f'best_model={args["best_model"]}: {chooser} is scored after every epoch and chooses')
         elif args['best_model'] == 'last':
@@ -214,25 +219,41 @@ def train(args, logger, device, resume=None):
         else:
             logger.log_text(f'no {chooser} list: the last epoch is kept as the best model')
 
-        checkpoint = partial(save, job, state, meta)  # last.pt; best_too=True: best.pt too
+        checkpoint = partial(save, job, state, meta)  # last.pt; also='best.pt' / 'lmft.pt': that too
 
         # --- the stages and their epochs
         for epoch in range(state.epoch + 1, method.epochs(args) + 1):
             index, stage_epoch = locate(stages, epoch)
             stage = stages[index]
             if index > 0 and stage_epoch == 1 and state.step == 0:  # a new stage starts as a new run would
+                if stage.lmft:  # LMFT: from the best model of the stages before
+                    if best_weights is None:  # none improved: their last epoch stands as their best, in best.pt
+                        state.best['epoch'] = state.epoch
+                        best_weights = {
+                            name: tensor.detach().cpu().clone() for name, tensor in raw_model.state_dict().items()
+                        }
+                        checkpoint(also='best.pt')
+                    raw_model.load_state_dict(best_weights)
                 job.optimizer = build_optimizer(raw_model)
-                logger.log_text(f'epoch {epoch}: the next stage of {method.name} starts, optimizer state reset')
-            lrs = set_lrs(job.optimizer, stage_epoch, schedule)
-            loader.batch_sampler.set_epoch(epoch, state.step)
-            loader.dataset.set_epoch(epoch)
+                logger.log_text(
+                    f'epoch {epoch}: the next stage of {method.name} starts, optimizer state reset'
+                    + (f'; LMFT from the best model (epoch {state.best["epoch"]})' if stage.lmft else '')
+                )
+            job.loader = stage_loader(job.loader, stage, args, manifest, device)
+            raw_model.head.set_margin(args['aam_margin'] if stage.margin is None else stage.margin)
+            lrs = set_lrs(job.optimizer, stage_epoch, schedule, stage, job.loader.batch_sampler.steps_per_epoch)
+            job.loader.batch_sampler.set_epoch(epoch, state.step)
+            job.loader.dataset.set_epoch(epoch)
+            job.steps_before = steps_before(stages, epoch, len(manifest.paths), args)
             if not train_epoch(job, epoch, state, stop, checkpoint):
                 return stopped(logger, stop, epoch - 1, state.step)
 
             # --- the end of the epoch: logs, the choosing list, the best model, checkpoints
-            log_training(logger, epoch, lrs, loss_means(distributed.sum_over_ranks(state.sums.to(device))))
-            steps = loader.batch_sampler.steps_per_epoch
-            logger.log_metric('train/skipped_steps', state.skipped, global_step(epoch, steps, steps))
+            prefix = 'lmft/' if stage.lmft else ''  # LMFT's epochs: their own curves
+            losses = loss_means(distributed.sum_over_ranks(state.sums.to(device)))
+            log_training(logger, epoch, lrs, losses, prefix)
+            steps = job.loader.batch_sampler.steps_per_epoch
+            logger.log_metric('train/skipped_steps', state.skipped, job.steps_before + steps)
             if state.skipped:
                 logger.log_text(
                     f'epoch {epoch}: {state.skipped} steps skipped (non-finite loss or gradients, '
@@ -242,20 +263,25 @@ def train(args, logger, device, resume=None):
             if tuning and stage.sv:
                 with job.telemetry.timed_evaluation(tuning=True):
                     results = evaluate(raw_model, tuning, args['path_test'], recipe, device, distributed.is_main())
-                log_evaluation(logger, results, epoch)
+                log_evaluation(logger, results, epoch, prefix + 'eval')
                 eer, threshold = results[chooser]['eer'], results[chooser]['eer_threshold']
-            improved = improves(eer, state.best['eer']) if tuning else stage.sv
+            improved = improves(eer, (state.lmft_best if stage.lmft else state.best)['eer']) if tuning else stage.sv
             if improved:
-                state.best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}
+                best = {'epoch': epoch, 'eer': eer, 'threshold': threshold}
                 if tuning:
-                    state.best['list'] = chooser
-                    state.best['results'] = {key: value for key, value in results[chooser].items() if key != 'scores'}
+                    best['list'] = chooser
+                    best['results'] = {key: value for key, value in results[chooser].items() if key != 'scores'}
                     trials = tuning[chooser]
-                    logger.save_scores(chooser, trials.enroll, trials.test, trials.labels, results[chooser]['scores'])
-                best_weights = {name: tensor.detach().cpu().clone() for name, tensor in raw_model.state_dict().items()}
+                    scores = results[chooser]['scores']
+                    logger.save_scores(chooser + SUFFIX[stage.lmft], trials.enroll, trials.test, trials.labels, scores)
+                weights = {name: tensor.detach().cpu().clone() for name, tensor in raw_model.state_dict().items()}
+                if stage.lmft:
+                    state.lmft_best, lmft_weights = best, weights
+                else:
+                    state.best, best_weights = best, weights
             logger.end_epoch()
             state.next_epoch()
-            checkpoint(best_too=improved)
+            checkpoint(also=('lmft.pt' if stage.lmft else 'best.pt') if improved else None)
             if distributed.any_rank(torch.tensor([stop.received is not None], device=device)).item():
                 return stopped(logger, stop, epoch, 0)
 
@@ -287,7 +313,21 @@ def train(args, logger, device, resume=None):
         state.best.update(
             eer=summary[THRESHOLD_LIST]['eer'], threshold=summary[THRESHOLD_LIST]['eer_threshold'], list=THRESHOLD_LIST
         )
-        checkpoint(best_too=True)
+        checkpoint(also='best.pt')
+    if lmft_weights is not None:  # --- LMFT's model, scored the same way into results.json's 'lmft'
+        raw_model.load_state_dict(lmft_weights)
+        logger.log_text(f'LMFT: its best epoch {state.lmft_best["epoch"]}; scoring every trial list')
+        kept = {}
+        if chooser not in TEST_LISTS and 'results' in state.lmft_best and not args['asnorm_top_k']:
+            kept = {chooser: state.lmft_best['results']}
+        lists = {name: trials for name, trials in trial_lists.items() if name not in kept}
+        lmft_evaluation(
+            raw_model, lists, args, device, logger, state.lmft_best['epoch'], summary, job.telemetry, manifest, kept
+        )
+        if not tuning and THRESHOLD_LIST in summary['lmft']:
+            lmft = summary['lmft'][THRESHOLD_LIST]
+            state.lmft_best.update(eer=lmft['eer'], threshold=lmft['eer_threshold'], list=THRESHOLD_LIST)
+            checkpoint(also='lmft.pt')
     return summary
 
 
@@ -318,6 +358,8 @@ def train_epoch(job, epoch, state, stop, save_last):
         clean, augmented = clean.to(device, non_blocking=True), augmented.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         buffers = [buffer.clone() for buffer in job.model.buffers()]  # BatchNorm statistics, put back on a skip
+        if stage.lrs is not None:  # a schedule by the step (LMFT's)
+            set_group_lrs(job.optimizer, stage.lrs(stage_epoch, state.step, steps))
         with torch.autocast(device.type, dtype=job.amp_dtype, enabled=job.amp_dtype is not None):
             loss, values = stage.step(job.model, job.teacher, clean, augmented, labels, stage_epoch)
         job.optimizer.zero_grad(set_to_none=True)
@@ -377,20 +419,22 @@ def train_epoch(job, epoch, state, stop, save_last):
     return True
 
 
-def save(job, state, meta, best_too=False):
-    """last.pt (and best.pt) of the run as it stands, into the logger's run folder; every rank calls
-    it (the random states of all ranks are gathered), rank 0 writes. Self-contained: the student's
-    own SSL config and the run's settings rebuild the model without the teacher (inference.model),
-    and state.best carries the EER threshold of the best epoch (mode=verify decides with it)."""
+def save(job, state, meta, also=None):
+    """last.pt (and `also`: best.pt, or LMFT's lmft.pt) of the run as it stands, into the logger's run
+    folder; every rank calls it (the random states of all ranks are gathered), rank 0 writes.
+    Self-contained: the student's own SSL config and the run's settings rebuild the model without the
+    teacher (inference.model), and its 'best' carries the EER threshold of the best epoch (mode=verify
+    decides with it): in lmft.pt, LMFT's best epoch's."""
     job.telemetry.flush()
     rng = gather_rng_states()
     every_rank_sums = distributed.gather_objects(state.sums.cpu())
     model = unwrap(job.model)
     if rng is not None:
-        for name in ('last.pt', 'best.pt') if best_too else ('last.pt',):
+        for name in ('last.pt', also) if also else ('last.pt',):
+            best = state.lmft_best if name == 'lmft.pt' else state.best
             save_checkpoint(
                 os.path.join(job.logger.run_dir, name),
-                replace(state, sums=torch.stack(every_rank_sums)),  # (world, sums)
+                replace(state, sums=torch.stack(every_rank_sums), best=best),  # sums: (world, sums)
                 model,
                 job.optimizer,
                 job.scaler,
@@ -402,30 +446,21 @@ def save(job, state, meta, best_too=False):
                 **meta,
             )
     job.logger.log_text(
-        f'saved last.pt{" and best.pt" if best_too else ""}: epoch {state.epoch} done, {state.step} steps of the next'
+        f'saved last.pt{f" and {also}" if also else ""}: epoch {state.epoch} done, {state.step} steps of the next'
     )
 
 
 def restore(job, saved, run_dir):
-    """A resumed run's TrainState and best weights (None before any best epoch) from its last.pt:
-    weights, optimizer, loss scaler, telemetry and this rank's random state put back. best.pt is
-    written after last.pt, so a kill between them leaves a last.pt whose best epoch is the epoch it
-    ends: the best weights are then last.pt's own."""
+    """A resumed run's TrainState and best weights of the method's stages and of LMFT's (each None
+    before its first best epoch) from its last.pt: weights, optimizer, loss scaler, telemetry and this
+    rank's random state put back."""
     unwrap(job.model).load_state_dict(saved['model'])
     job.optimizer.load_state_dict(saved['optimizer'])
     job.scaler.load_state_dict(saved['scaler'])
     job.telemetry.load_state_dict(saved.get('telemetry', {}))
     state = TrainState.from_checkpoint(saved)
-    best_weights = None
-    if state.best['epoch'] == state.epoch and state.step == 0:
-        best_weights = saved['model']
-    elif state.best['epoch'] > 0:
-        best = load_checkpoint(os.path.join(run_dir, 'best.pt'), 'resume')
-        if best['epoch'] != state.best['epoch']:
-            raise ValueError(
-                f"resume: {run_dir}/best.pt holds epoch {best['epoch']}, the run's best is epoch {state.best['epoch']}"
-            )
-        best_weights = best['model']
+    best_weights = kept_weights(saved, state, state.best, os.path.join(run_dir, 'best.pt'))
+    lmft_weights = kept_weights(saved, state, state.lmft_best, os.path.join(run_dir, 'lmft.pt'))
     rank, world = distributed.rank(), distributed.world_size()
     state.sums = own_sums(state.sums, rank, saved['world_size'] == world)
     if saved['world_size'] == world:
@@ -438,7 +473,21 @@ def restore(job, saved, run_dir):
     job.logger.log_text(
         f'resumed from epoch {state.epoch}, step {state.step} of the next; best so far epoch {state.best["epoch"]}'
     )
-    return state, best_weights
+    return state, best_weights, lmft_weights
+
+
+def kept_weights(saved, state, best, path):
+    """The weights of the best epoch `best` (None before one): best.pt or lmft.pt, written after
+    last.pt, so a kill between them leaves a last.pt whose best epoch is the epoch it ends: they are
+    then last.pt's own."""
+    if best['epoch'] == state.epoch and state.step == 0:
+        return saved['model']
+    if best['epoch'] == 0:
+        return None
+    kept = load_checkpoint(path, 'resume')
+    if kept['epoch'] != best['epoch']:
+        raise ValueError(f"resume: {path} holds epoch {kept['epoch']}, the run's best is epoch {best['epoch']}")
+    return kept['model']
 
 
 def own_sums(saved, rank, same_world):
@@ -451,15 +500,17 @@ def own_sums(saved, rank, same_world):
     return rows.sum(0) if rank == 0 else torch.zeros_like(rows[0])
 
 
-def build_train_loader(args, manifest, device):
-    """This process's share of every global batch; its own generator, so that starting the loader
-    (at an epoch's start, or mid-epoch after a resume) draws nothing from the global random state."""
+def build_train_loader(args, manifest, device, stage=None):
+    """This process's share of every global batch of the stage's crops (None: the main settings'
+    crops and batch); its own generator, so that
+    starting the loader (at an epoch's start, or mid-epoch after a resume) draws nothing from the
+    global random state."""
     augment = None
     if args['path_musan']:
         augment = Augmenter(args['path_musan'], args['path_rir'], args['aug_p'], args['clip_p'], args['ease_p'])
-    dataset = TrainSet(manifest.paths, manifest.labels, args['num_train_frames'] * FRAME_SAMPLES, augment, args['seed'])
+    dataset = TrainSet(manifest.paths, manifest.labels, crop_samples(stage, args), augment, args['seed'])
     sampler = GlobalBatchSampler(
-        len(dataset), args['batch_size'], distributed.rank(), distributed.world_size(), args['seed']
+        len(dataset), batch_size(stage, args), distributed.rank(), distributed.world_size(), args['seed']
     )
     return DataLoader(
         dataset,
@@ -468,6 +519,33 @@ def build_train_loader(args, manifest, device):
         pin_memory=device.type == 'cuda',
         generator=torch.Generator(),
     )
+
+
+def crop_samples(stage, args):
+    """The length of the stage's training crops in samples."""
+    if stage is None or stage.crop_seconds is None:
+        return args['num_train_frames'] * FRAME_SAMPLES
+    return round(stage.crop_seconds * SAMPLE_RATE)
+
+
+def batch_size(stage, args):
+    """The stage's global batch."""
+    return args['batch_size'] if stage is None or stage.batch_size is None else stage.batch_size
+
+
+def stage_loader(loader, stage, args, manifest, device):
+    """The loader of the stage's crops and batch: `loader` itself when they are its own."""
+    if loader.dataset.num_samples == crop_samples(stage, args) and loader.batch_sampler.batch_size == batch_size(
+        stage, args
+    ):
+        return loader
+    return build_train_loader(args, manifest, device, stage)
+
+
+def steps_before(stages, epoch, num_items, args):
+    """Optimizer steps of the run's epochs before epoch `epoch` (1-based): the stages' batches differ."""
+    batches = [batch_size(stages[locate(stages, earlier)[0]], args) for earlier in range(1, epoch)]
+    return sum(num_items // batch for batch in batches)
 
 
 def build_optimizer(model):
@@ -481,9 +559,16 @@ def build_optimizer(model):
     return torch.optim.Adam(groups, weight_decay=0.0)
 
 
-def set_lrs(optimizer, stage_epoch, schedule):
-    """Each group's LR for the stage's epoch `stage_epoch` by a Schedule; the values, for the log."""
-    lrs = group_lrs(stage_epoch, schedule)
+def set_lrs(optimizer, stage_epoch, schedule, stage=None, steps_per_epoch=None):
+    """Each group's LR for the stage's epoch `stage_epoch` by a Schedule (a stage scheduled by the
+    step: its own, at the epoch's first step); the values, for the log."""
+    if stage is not None and stage.lrs is not None:
+        return set_group_lrs(optimizer, stage.lrs(stage_epoch, 0, steps_per_epoch))
+    return set_group_lrs(optimizer, group_lrs(stage_epoch, schedule))
+
+
+def set_group_lrs(optimizer, lrs):
+    """{group: LR} set on the optimizer's groups (those it has); the values set."""
     lrs = {name: lr for name, lr in lrs.items() if name in {group['name'] for group in optimizer.param_groups}}
     for group in optimizer.param_groups:
         group['lr'] = lrs[group['name']]
@@ -524,12 +609,6 @@ def some_steps_leave_parameters_out(model, stages):
 def gradient_norm(optimizer):
     grads = [p.grad for group in optimizer.param_groups for p in group['params'] if p.grad is not None]
     return torch.nn.utils.get_total_norm(grads)
-
-
-def global_step(epoch, step, steps_per_epoch):
-    """Optimizer steps since the run began, at step `step` of epoch `epoch` (1-based): the step of
-    the metrics logged every log_interval steps."""
-    return (epoch - 1) * steps_per_epoch + step
 
 
 def loss_means(sums):
@@ -579,7 +658,7 @@ def report_interval(job, paths, epoch, step, steps, sums, reported, bar):
     totals = distributed.sum_over_ranks(torch.stack([sums, sums - reported]))
     running, interval = (loss_means(row) for row in totals.cpu())
     reported.copy_(sums)
-    at = global_step(epoch, step, steps)
+    at = job.steps_before + step  # optimizer steps since the run began: the step of these metrics
     for name, value in running.items():
         job.logger.log_metric(f'train/{name}', value, at)
     postfix = dict(kd=f'{running["kd"]:.3f}', sv=f'{running["sv"]:.3f}', acc=f'{running["accuracy"]:.1f}')
@@ -623,11 +702,11 @@ def health_text(health):
     return ' '.join(parts)
 
 
-def log_training(logger, epoch, lrs, losses):
+def log_training(logger, epoch, lrs, losses, prefix=''):
     for name, value in lrs.items():
-        logger.log_metric(f'lr/{name}', value, epoch)
+        logger.log_metric(f'{prefix}lr/{name}', value, epoch)
     for name in ('kd', 'sv', 'total'):
-        logger.log_metric(f'loss/{name}', losses[name], epoch)
+        logger.log_metric(f'{prefix}loss/{name}', losses[name], epoch)
     logger.log_text(
         f'epoch {epoch}: loss/kd {losses["kd"]:.4f} loss/sv {losses["sv"]:.4f} accuracy {losses["accuracy"]:.1f} %'
     )

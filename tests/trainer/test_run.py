@@ -29,7 +29,7 @@ def test_best_weights_come_from_last_pt_when_best_pt_was_not_written(tmp_path):
     save(job, TrainState(epoch=2, best={'epoch': 2, 'eer': 10.0}), META)  # the improving epoch 2; killed before best.pt
     saved = load_checkpoint(f'{logger.run_dir}/last.pt')
     resumed, _ = new_job(tmp_path / 'other', seed=1)
-    state, best_weights = restore(resumed, saved, logger.run_dir)
+    state, best_weights, _ = restore(resumed, saved, logger.run_dir)
     for name, tensor in job.model.state_dict().items():
         assert torch.equal(best_weights[name], tensor), name
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
@@ -38,14 +38,14 @@ def test_best_weights_come_from_last_pt_when_best_pt_was_not_written(tmp_path):
 
 def test_best_weights_come_from_best_pt_within_a_later_epoch(tmp_path):
     job, logger = new_job(tmp_path, seed=0)
-    save(job, TrainState(epoch=1, best={'epoch': 1, 'eer': 12.0}), META, best_too=True)
+    save(job, TrainState(epoch=1, best={'epoch': 1, 'eer': 12.0}), META, also='best.pt')
     best_weights = {name: tensor.clone() for name, tensor in job.model.state_dict().items()}
     with torch.no_grad():
         for p in job.model.parameters():
             p.add_(1.0)  # the weights move on in epoch 2
     save(job, TrainState(epoch=1, step=3, best={'epoch': 1, 'eer': 12.0}), META)
     resumed, _ = new_job(tmp_path / 'other', seed=1)
-    state, restored_best = restore(resumed, load_checkpoint(f'{logger.run_dir}/last.pt'), logger.run_dir)
+    state, restored_best, _ = restore(resumed, load_checkpoint(f'{logger.run_dir}/last.pt'), logger.run_dir)
     assert state.step == 3
     for name, tensor in best_weights.items():
         assert torch.equal(restored_best[name], tensor), name
@@ -57,7 +57,7 @@ def test_best_weights_come_from_best_pt_within_a_later_epoch(tmp_path):
 
 def test_a_best_pt_of_another_epoch_is_refused(tmp_path):
     job, logger = new_job(tmp_path, seed=0)
-    save(job, TrainState(epoch=1, best={'epoch': 1, 'eer': 12.0}), META, best_too=True)
+    save(job, TrainState(epoch=1, best={'epoch': 1, 'eer': 12.0}), META, also='best.pt')
     save(job, TrainState(epoch=2, step=2, best={'epoch': 2, 'eer': 11.0}), META)  # best.pt of epoch 2 was lost
     resumed, _ = new_job(tmp_path / 'other', seed=1)
     with pytest.raises(ValueError, match=r'best.pt holds epoch 1, the run\'s best is epoch 2'):
