@@ -22,6 +22,14 @@ Vox1-O holds 2,592 trials and Vox1-E / H 5,184 each.
 
     python benchmarks/demo_table.py                     # 3 seeds at the demo's settings
     python benchmarks/demo_table.py --seeds 1 epoch=2   # any key=value of arguments.py goes to every run
+    python benchmarks/demo_table.py --stages            # oskdft with the stages after training (below)
+
+--stages: the stages a trained model can take after the paper's training, on oskdft alone, each
+row against plain oskdft with the same paired bootstrap: AS-norm of the scores, LMFT (large-margin
+fine-tuning, docs/lmft.md), and LMFT + AS-norm + QMF (score calibration, docs/voxceleb.md). One run
+per seed gives every row (STAGES: the stages' settings, fixed before the table is run): its
+results.json holds the plain and AS-norm figures of the main stages' model and those of the LMFT
+model, calibrated.
 
 Run time at the defaults: EXPECTED below. The last line is `demo_table: wall_s=X`.
 """
@@ -31,6 +39,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +68,39 @@ BUDGET = {
 }
 # before the command line's values, which win; the validation list is not needed (the last epoch is kept)
 DEFAULTS = ['demo_test_speakers=48', 'best_model=last', 'trials_val=off']
+# --stages, fixed before the table is run: LMFT 2 epochs (WeSpeaker's 5 follow 150 epochs; the demo's 5
+# get 2, about as long again at 6 s crops), AS-norm over the top 30 of the 90 cohort speakers (the value
+# tried on the demo's validation list, docs/demo.md), QMF over 2,000 calibration trials of the training
+# speakers, its imposter means over the top 30 too (the demo's 90 speakers hold about 1,000 utterances)
+STAGES = ['lmft_epochs=2', 'asnorm_top_k=30', 'qmf=true', 'qmf_trials=2000', 'qmf_top_k=30']
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of the table: which method's runs, which of their scores (scores/<list><suffix>.txt),
+    where its figures stand in a run's results.json, and its training budget."""
+
+    method: str
+    suffix: str
+    figures: Callable  # (results.json, list) -> {'eer', 'min_dcf_0.01', ...}
+    budget: str
+
+
+def main_figures(results, trial_list):
+    return results[trial_list]
+
+
+METHOD_ROWS = {method: Row(method, '', main_figures, BUDGET[method]) for method in METHODS}
+STAGE_ROWS = {
+    'oskdft': Row('oskdft', '', main_figures, BUDGET['oskdft']),
+    'oskdft + AS-norm': Row('oskdft', '-asnorm', lambda results, name: results[name]['asnorm'], BUDGET['oskdft']),
+    'oskdft + LMFT': Row('oskdft', '-lmft', lambda results, name: results['lmft'][name], f'{_E} + 2 LMFT'),
+    'oskdft + LMFT + AS-norm + QMF': Row(
+        'oskdft', '-qmf-lmft', lambda results, name: results['lmft'][name]['qmf'], f'{_E} + 2 LMFT'
+    ),
+}
 EXPECTED = 'about 55 min on 2 CPU cores (54 min measured), far less on a GPU'
+EXPECTED_STAGES = 'about 25 min on 2 CPU cores, far less on a GPU'
 
 
 def parse(argv):
@@ -68,11 +110,16 @@ def parse(argv):
     parser.add_argument('--seeds', type=int, default=3, help='seeds per method: 1, 2, ... (default 3)')
     parser.add_argument('--resamples', type=int, default=1000, help='bootstrap resamples of the trials')
     parser.add_argument('--out', default=None, help='output folder (default exp/demo_table-<date-time>)')
+    parser.add_argument(
+        '--stages', action='store_true', help='oskdft plain, + AS-norm, + LMFT, + LMFT + AS-norm + QMF (STAGES)'
+    )
     parser.add_argument('overrides', nargs='*', metavar='key=value', help='arguments.py values for every run')
     options = parser.parse_args(argv)
     if options.seeds < 1:
         parser.error(f'--seeds {options.seeds}: at least one seed')
     options.out = options.out or os.path.join('exp', f'demo_table-{time.strftime("%Y%m%d-%H%M%S")}')
+    options.rows = STAGE_ROWS if options.stages else METHOD_ROWS
+    options.settings = DEFAULTS + (STAGES if options.stages else []) + options.overrides
     return options
 
 
@@ -80,17 +127,14 @@ def train_all(options):
     """Every method for every seed, each one run of main.py into its own folder under out/runs;
     {(method, seed): run folder}."""
     folders = {}
+    methods = list(dict.fromkeys(row.method for row in options.rows.values()))
     for seed in range(1, options.seeds + 1):
-        for method in METHODS:
+        for method in methods:
             name = f'{method}-seed{seed}'
             path_log = os.path.join(options.out, 'runs', name)
             started = time.monotonic()
             print(f'demo_table: {name} ...', flush=True)
-            main.main(
-                DEFAULTS
-                + options.overrides
-                + [f'method={method}', f'seed={seed}', f'name={name}', f'path_log={path_log}']
-            )
+            main.main(options.settings + [f'method={method}', f'seed={seed}', f'name={name}', f'path_log={path_log}'])
             (folders[method, seed],) = run_folders(path_log, arguments.EXPERIMENT_ARGS['project'], name)
             print(f'demo_table: {name} done in {(time.monotonic() - started) / 60:.1f} min', flush=True)
     return folders
@@ -112,36 +156,38 @@ def read_results(folder):
         return json.load(file)
 
 
-def collect(folders, seeds, resamples):
-    """Per method and list: EER and minDCF(0.01) of every seed, the deployed parameters, and the
-    bootstrap interval of the EER difference to oskdft."""
+def collect(folders, rows, seeds, resamples):
+    """Per row and list: EER and minDCF(0.01) of every seed, the deployed parameters, and the
+    bootstrap interval of the EER difference to the oskdft row."""
     results = {key: read_results(folder) for key, folder in folders.items()}
-    table = {method: {'params': deployed_parameters(results[method, 1]['params'])} for method in METHODS}
+    reference = REFERENCE
+    table = {label: {'params': deployed_parameters(results[row.method, 1]['params'])} for label, row in rows.items()}
+    first = rows[reference]
     for trial_list in LISTS:
-        if trial_list not in results[REFERENCE, 1]:
+        if trial_list not in results[first.method, 1]:
             continue
-        keys, labels, _ = read_scores(folders[REFERENCE, 1], trial_list)
+        keys, labels, _ = read_scores(folders[first.method, 1], trial_list)
         systems = {}
-        for method in METHODS:
+        for label, row in rows.items():
             runs = []
             for seed in range(1, seeds + 1):
-                run_keys, run_labels, scores = read_scores(folders[method, seed], trial_list)
+                run_keys, run_labels, scores = read_scores(folders[row.method, seed], trial_list + row.suffix)
                 if run_keys != keys or not np.array_equal(run_labels, labels):
                     raise ValueError(
-                        f'{folders[method, seed]}: {trial_list} holds other trials than '
-                        f'{folders[REFERENCE, 1]}; the runs must share one corpus'
+                        f'{folders[row.method, seed]}: {trial_list}{row.suffix} holds other trials than '
+                        f'{folders[first.method, 1]}; the runs must share one corpus'
                     )
                 runs.append(scores)
-            systems[method] = runs
-            table[method][trial_list] = {
-                metric: [results[method, seed][trial_list][metric] for seed in range(1, seeds + 1)]
+            systems[label] = runs
+            table[label][trial_list] = {
+                metric: [row.figures(results[row.method, seed], trial_list)[metric] for seed in range(1, seeds + 1)]
                 for metric in ('eer', 'min_dcf_0.01')
             }
-            table[method][trial_list]['trials'] = len(labels)
+            table[label][trial_list]['trials'] = len(labels)
         boot = paired_bootstrap(systems, labels, resamples)
-        for method in METHODS:
-            difference = np.mean(table[method][trial_list]['eer']) - np.mean(table[REFERENCE][trial_list]['eer'])
-            table[method][trial_list]['difference'] = (difference, *interval(boot[method] - boot[REFERENCE]))
+        for label in rows:
+            difference = np.mean(table[label][trial_list]['eer']) - np.mean(table[reference][trial_list]['eer'])
+            table[label][trial_list]['difference'] = (difference, *interval(boot[label] - boot[reference]))
     return table
 
 
@@ -157,9 +203,10 @@ def mean_std(values, digits):
     return f'{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}'
 
 
-def markdown(table, lists, header):
-    """The two tables: the methods' scores (mean ± std over seeds), then the EER differences to
-    oskdft with their 95 % intervals."""
+def markdown(table, rows, lists, header):
+    """The two tables: the rows' scores (mean ± std over seeds), then the EER differences to the
+    oskdft row with their 95 % intervals; the paper's orderings for the methods' table."""
+    reference = REFERENCE
     columns = [f'{name} {metric}' for name in lists for metric in ('EER (%)', 'minDCF(0.01)')]
     lines = [
         header,
@@ -167,30 +214,31 @@ def markdown(table, lists, header):
         '| method | epochs | deployed params | ' + ' | '.join(columns) + ' |',
         '|---|---|---:|' + '---:|' * len(columns),
     ]
-    for method in METHODS:
-        row = table[method]
+    for label in rows:
+        row = table[label]
         cells = [
             cell for name in lists for cell in (mean_std(row[name]['eer'], 2), mean_std(row[name]['min_dcf_0.01'], 3))
         ]
-        lines.append(f'| {method} | {BUDGET[method]} | {row["params"]:,} | ' + ' | '.join(cells) + ' |')
+        lines.append(f'| {label} | {rows[label].budget} | {row["params"]:,} | ' + ' | '.join(cells) + ' |')
     lines += [
         '',
-        f'EER difference to {REFERENCE} (percentage points; negative: fewer errors than {REFERENCE}), '
+        f'EER difference to {reference} (percentage points; negative: fewer errors than {reference}), '
         f'paired bootstrap 95 % interval over trials:',
         '',
-        '| method | ' + ' | '.join(f'{name} ({table[REFERENCE][name]["trials"]:,} trials)' for name in lists) + ' |',
+        '| method | ' + ' | '.join(f'{name} ({table[reference][name]["trials"]:,} trials)' for name in lists) + ' |',
         '|---|' + '---:|' * len(lists),
     ]
-    for method in METHODS:
-        if method == REFERENCE:
+    for label in rows:
+        if label == reference:
             continue
         cells = [
             f'{d:+.2f} [{low:+.2f}, {high:+.2f}]'
-            for d, low, high in (table[method][name]['difference'] for name in lists)
+            for d, low, high in (table[label][name]['difference'] for name in lists)
         ]
-        lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
-    lines += ['', "The paper's orderings, read from the intervals:", '']
-    lines += [f'- {line}' for line in orderings(table, lists)]
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    if rows is METHOD_ROWS:
+        lines += ['', "The paper's orderings, read from the intervals:", '']
+        lines += [f'- {line}' for line in orderings(table, lists)]
     return '\n'.join(lines) + '\n'
 
 
@@ -217,16 +265,16 @@ def orderings(table, lists):
     return lines
 
 
-def plot(table, lists, path, title):
-    """EER per method and list: the mean over seeds as a bar, the standard deviation as error bar."""
+def plot(table, rows, lists, path, title):
+    """EER per row and list: the mean over seeds as a bar, the standard deviation as error bar."""
     figure = Figure(figsize=(7, 4), layout='constrained')
     axes = figure.add_subplot()
-    width = 0.8 / len(METHODS)
-    for i, method in enumerate(METHODS):
-        eers = [table[method][name]['eer'] for name in lists]
-        positions = np.arange(len(lists)) + (i - (len(METHODS) - 1) / 2) * width
+    width = 0.8 / len(rows)
+    for i, label in enumerate(rows):
+        eers = [table[label][name]['eer'] for name in lists]
+        positions = np.arange(len(lists)) + (i - (len(rows) - 1) / 2) * width
         errors = [np.std(e, ddof=1) if len(e) > 1 else 0.0 for e in eers]
-        axes.bar(positions, [np.mean(e) for e in eers], width, yerr=errors, capsize=3, label=method)
+        axes.bar(positions, [np.mean(e) for e in eers], width, yerr=errors, capsize=3, label=label)
     axes.set(xticks=np.arange(len(lists)), xticklabels=lists, ylabel='EER (%)', title=title)
     axes.grid(axis='y', alpha=0.3)
     axes.legend()
@@ -237,23 +285,24 @@ def main_table(argv):
     started = time.monotonic()
     options = parse(argv)
     print(
-        f'demo_table: {len(METHODS)} methods x {options.seeds} seeds into {options.out}; expected at the '
-        f'defaults: {EXPECTED}; {describe()}',
+        f'demo_table: {len(options.rows)} rows x {options.seeds} seeds into {options.out}; expected at the '
+        f'defaults: {EXPECTED_STAGES if options.stages else EXPECTED}; {describe()}',
         flush=True,
     )
     folders = train_all(options)
-    table = collect(folders, options.seeds, options.resamples)
+    table = collect(folders, options.rows, options.seeds, options.resamples)
     lists = [name for name in LISTS if name in table[REFERENCE]]
     minutes = (time.monotonic() - started) / 60
     header = (
-        f'Demo table: {options.seeds} seed(s) per method, {" ".join(DEFAULTS + options.overrides) or "defaults"}; '
+        f'Demo table: {options.seeds} seed(s) per row, {" ".join(options.settings)}; '
         f'{minutes:.0f} min in all on {describe()}'
     )
-    text = markdown(table, lists, header)
+    text = markdown(table, options.rows, lists, header)
     with open(os.path.join(options.out, 'table.md'), 'w') as file:
         file.write(text)
     plot(
         table,
+        options.rows,
         lists,
         os.path.join(options.out, 'table.png'),
         f'EER on the demo, mean ± std over {options.seeds} seed(s)',
