@@ -118,6 +118,11 @@ EXPERIMENT_ARGS = {
     'trials_vox1_h': None,
     'trials_val': None,  # a validation list in path_trials (held-out speakers, in no test list): scored
     # after every epoch with best_model=val, and at the end beside the others; None: none
+    # score calibration (QMF)
+    'qmf': False,  # calibrate the final scores into LLRs by quality measures (durations, imposter means)
+    'qmf_trials': 30_000,  # calibration trials drawn from the training speakers, half targets (WeSpeaker: 30,000)
+    'qmf_top_k': 300,  # cohort scores averaged into an utterance's imposter mean (WeSpeaker's AS-norm top_n: 300)
+    'p_target': 0.01,  # target prior of mode=verify's calibrated threshold log((1 - p) / p) (the minDCF's 0.01)
 }
 
 # Presets: named sets of values over the defaults above, chosen by preset=NAME (command-line values
