@@ -23,6 +23,7 @@ KEY_SETTINGS = (
     'batch_size',
     'lr',
     'asnorm_top_k',
+    'qmf',
     'seed',
 )
 
@@ -65,7 +66,7 @@ def title_section(results, parameters):
 
 
 def scores_section(results, parameters):
-    """One row per trial list, and one more per list scored with AS-norm."""
+    """One row per trial list, and one more per list scored with AS-norm, and with QMF."""
     rows = []
     for name in scored_lists(results):
         scores = results[name]
@@ -74,6 +75,8 @@ def scores_section(results, parameters):
             norm = scores['asnorm']
             how = f'{name} + AS-norm (top {norm.get("top_k")} of {norm.get("cohort")})'
             rows.append([how, scores.get('trials', '-'), *metric_cells(norm)])
+        if 'qmf' in scores:
+            rows.append([f'{name} + QMF', scores.get('trials', '-'), *metric_cells(scores['qmf'])])
     if not rows:
         return '## Scores\n\nNo trial list was scored.'
     header = ['trial list', 'trials', 'EER (%)', 'minDCF 0.05', 'minDCF 0.01']
