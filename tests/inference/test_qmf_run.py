@@ -2,6 +2,7 @@
 every list with it into results.json and writes the checkpoint with it; mode=evaluate of that checkpoint
 and mode=verify apply it; a training run's checkpoints get it only where they hold the calibrated weights."""
 
+import json
 import math
 import shutil
 
@@ -111,3 +112,23 @@ def test_a_training_run_saves_the_calibration_only_in_checkpoints_of_the_calibra
     write_checkpoint(str(tmp_path / 'last.pt'), state)  # the last epoch the best: last.pt holds the same weights
     save_calibration(Logger(), calibration, state['epoch'])
     assert load_checkpoint(tmp_path / 'last.pt')['qmf']['intercept'] == calibration['intercept']
+
+
+def test_embed_writes_what_calibrates_two_rows_by_hand(calibrated, pair, tmp_path):
+    """The LLR of the pair from embed's files alone (the matrix, qmf.npz, qmf.json), by the formula
+    docs/inference.md gives, equals the one evaluation saved."""
+    (tmp_path / 'files.txt').write_text(f'{pair[0]}\n{pair[1]}\n')
+    out = tmp_path / 'out'
+    run_mode(tmp_path, 'mode=embed', f'checkpoint={calibrated[0] / CALIBRATED}', f'wav_list={tmp_path / "files.txt"}',
+             f'out={out}', *FAST)  # fmt: skip
+    rows = np.load(out / 'embeddings.npy').astype(np.float64)
+    quality = np.load(out / 'qmf.npz')
+    calibration = json.loads((out / 'qmf.json').read_text())
+    assert calibration['asnorm_top_k'] == 0 and 'asnorm_mean' not in quality
+    features = [
+        0.5 * rows[0] @ rows[1],
+        *sorted(quality['log_seconds']),
+        *sorted(quality['imposter_mean']),
+    ]
+    llr = np.dot(calibration['weights'], features) + calibration['intercept'] - calibration['prior_log_odds']
+    assert llr == pytest.approx(pair[2], abs=1e-5)
