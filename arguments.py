@@ -191,6 +191,17 @@ EXPERIMENT = {
     'lmft_lr_final': Setting(
         2.5e-5, "... falling exponentially to this at LMFT's last step (WeSpeaker final_lr 2.5e-5)"
     ),
+    # score calibration (QMF)
+    'qmf': Setting(False, 'calibrate the final scores into LLRs by quality measures (durations, imposter means)'),
+    'qmf_trials': Setting(
+        30_000, 'calibration trials drawn from the training speakers, half targets (WeSpeaker: 30,000)'
+    ),
+    'qmf_top_k': Setting(
+        300, "cohort scores averaged into an utterance's imposter mean (WeSpeaker's AS-norm top_n: 300)"
+    ),
+    'p_target': Setting(
+        0.01, "target prior of mode=verify's calibrated threshold log((1 - p) / p) (the minDCF's 0.01)"
+    ),
 }
 
 SYSTEM_ARGS = {key: setting.default for key, setting in SYSTEM.items()}

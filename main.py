@@ -75,6 +75,12 @@ def check_values(args):
         )
     if args['max_bad_steps'] < 1 or args['log_interval'] < 1:
         raise ArgumentError('max_bad_steps and log_interval must be at least 1')
+    if not 0 < args['p_target'] < 1:
+        raise ArgumentError(f'p_target={args["p_target"]}: expected a prior between 0 and 1')
+    if args['qmf'] and (args['qmf_trials'] < 2 or args['qmf_top_k'] < 2):
+        raise ArgumentError(
+            f'qmf_trials={args["qmf_trials"]}, qmf_top_k={args["qmf_top_k"]}: QMF needs 2 or more of each'
+        )
     if args['mode'] in CHECKPOINT_MODES:
         check_checkpoint_mode(args)
 

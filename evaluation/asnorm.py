@@ -75,17 +75,25 @@ def top_k_stats(cohort_scores, top_k: int):
     return top.mean(dim=1).cpu().numpy(), top.std(dim=1, correction=0).cpu().numpy()
 
 
-def utterance_stats(full, seg_mean, cohort_full, cohort_seg, top_k: int, chunk: int = 4096):
+def utterance_stats(full, seg_mean, cohort_full, cohort_seg, top_k: int, chunk: int = 4096, exclude=None):
     """Each utterance's AS-norm statistics, float64 numpy (N,) mean and (N,) std, from its vectors
     full (N, D), seg_mean (N, D) and the cohort's (C, D) each (cohort_vectors), on full's device and dtype.
+    exclude (N,): a cohort row each utterance leaves out (its own speaker's, for training utterances),
+    so its statistics come from at most C - 1 speakers; None: none left out.
 
     Utterances are scored `chunk` at a time: memory holds chunk x C cohort scores (4,096 x 5,994 float32:
     98 MB) where all at once would be N x C (153,516 x 5,994: 3.7 GB)."""
     vectors = torch.cat([as_tensor(full), as_tensor(seg_mean)], dim=1)  # (N, 2D)
     cohort = torch.cat([as_tensor(cohort_full), as_tensor(cohort_seg)], dim=1).to(vectors)  # (C, 2D)
+    if exclude is not None:
+        exclude = as_tensor(exclude).to(device=vectors.device, dtype=torch.long)  # (N,)
+        top_k = min(top_k, len(cohort) - 1)
     means, stds = [], []
     for start in range(0, len(vectors), chunk):
         scores = 0.5 * (vectors[start : start + chunk] @ cohort.T)  # (chunk, C)
+        if exclude is not None:
+            left_out = exclude[start : start + chunk]
+            scores[torch.arange(len(left_out), device=scores.device), left_out] = -torch.inf
         mean, std = top_k_stats(scores, top_k)
         means.append(mean)
         stds.append(std)

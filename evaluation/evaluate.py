@@ -14,6 +14,15 @@ from torch.utils.data import DataLoader
 from data.audio import FRAME_SAMPLES, SAMPLE_RATE
 from data.datasets import EnrollSet, collate_enrollment
 from evaluation.asnorm import apply_asnorm, cohort_vectors, utterance_stats
+from evaluation.qmf import (
+    calibration_metrics,
+    calibration_trials,
+    fit_qmf,
+    new_calibration,
+    quality_features,
+    trial_llrs,
+    utterance_quality,
+)
 from evaluation.scoring import score_trials, utterance_vectors
 from utils import distributed
 from utils.metrics import compute_metrics, eer_threshold
@@ -172,11 +181,14 @@ def list_metrics(scores, labels):
     return {**compute_metrics(scores, labels), 'eer_threshold': eer_threshold(scores, labels)}
 
 
-def score_lists(trial_lists, keys, full, seg_mean, cohort=None, top_k=0):
+def score_lists(trial_lists, keys, full, seg_mean, cohort=None, top_k=0, calibration=None, seconds=None):
     """{name: {'eer', 'min_dcf_0.05', 'min_dcf_0.01', 'trials', 'scores'}}. With a cohort
     (cohort_vectors of training speakers) and top_k, each list also gets 'asnorm': its metrics
-    after adaptive s-norm, and 'asnorm_scores'."""
+    after adaptive s-norm, and 'asnorm_scores'. With a calibration (evaluation.qmf's) and the
+    utterances' durations in seconds (N,), each list also gets 'qmf': the metrics of its calibrated
+    scores (LLRs), with the actual DCFs and Cllr, and 'qmf_scores'."""
     stats = utterance_stats(full, seg_mean, *cohort, top_k) if cohort is not None else None
+    quality = utterance_quality(calibration, full, seg_mean, seconds) if calibration is not None else None
     results = {}
     for name, trials in trial_lists.items():
         enroll_idx, test_idx = trials.indices(keys)
@@ -190,6 +202,13 @@ def score_lists(trial_lists, keys, full, seg_mean, cohort=None, top_k=0):
                 'cohort': len(cohort[0]),
             }
             results[name]['asnorm_scores'] = normalised
+        if quality is not None:
+            llrs = trial_llrs(calibration, scores, quality, enroll_idx, test_idx)
+            calibrated = list_metrics(llrs, trials.labels)
+            if not calibrated.get('nonfinite'):
+                calibrated.update(calibration_metrics(llrs, trials.labels))
+            results[name]['qmf'] = calibrated
+            results[name]['qmf_scores'] = llrs
     return results
 
 
@@ -211,6 +230,30 @@ def training_cohort(model, manifest, recipe, device, seed, utterances_per_speake
     return cohort_vectors(*vectors, manifest.labels[chosen], len(manifest.speakers))
 
 
+def fit_calibration(model, manifest, cohort, args, device, show_progress=True):
+    """QMF's calibration (evaluation.qmf), fitted on qmf_trials seeded trials of training speakers
+    (calibration_trials) scored with the model as test trials are, against the cohort (training_cohort's)
+    that it keeps for the imposter means; each calibration utterance leaves its own speaker out of them.
+    On rank 0; None on the others."""
+    enroll, test, target = calibration_trials(manifest.labels, args['qmf_trials'], args['seed'])
+    used, inverse = np.unique(np.concatenate([enroll, test]), return_inverse=True)  # (U,), (2M,)
+    keys = [os.path.relpath(manifest.paths[i], manifest.root) for i in used]
+    vectors = embed_as_set(model, manifest.root, keys, EmbeddingRecipe.of(args), device, show_progress)
+    if vectors is None:
+        return None
+    enroll_idx, test_idx = inverse[: len(enroll)], inverse[len(enroll) :]
+    calibration = new_calibration(cohort, args)
+    seconds = manifest.lengths[used] / SAMPLE_RATE
+    quality = utterance_quality(calibration, *vectors, seconds, own=manifest.labels[used])
+    features = quality_features(score_trials(*vectors, enroll_idx, test_idx), quality, enroll_idx, test_idx)
+    return {**calibration, **fit_qmf(features, target), 'utterances': len(used)}
+
+
+def utterance_seconds(root, keys):
+    """The duration of each utterance in seconds (N,), from the headers."""
+    return EnrollSet(root, keys, 0, 0).lengths() / SAMPLE_RATE
+
+
 def embed_as_set(model, root, keys, recipe, device, show_progress):
     """embed_utterances by an EmbeddingRecipe. Reading a test file costs little beside embedding
     it, so loader workers keep a GPU fed, but on a CPU they take cores from the model (2 workers:
@@ -230,13 +273,17 @@ def embed_as_set(model, root, keys, recipe, device, show_progress):
     )
 
 
-def evaluate(model, trial_lists, root, recipe, device, show_progress=True, cohort=None, top_k=0):
+def evaluate(model, trial_lists, root, recipe, device, show_progress=True, cohort=None, top_k=0, calibration=None):
     """Scores each trial list with one shared enrollment of their utterances (embedded by recipe);
     the same results on every rank. trial_lists: {name: Trials}; cohort: training_cohort's, for
-    AS-norm over the top_k closest cohort speakers (0: no AS-norm)."""
+    AS-norm over the top_k closest cohort speakers (0: no AS-norm); calibration: fit_calibration's,
+    for QMF."""
     keys = trial_utterances(trial_lists)
     if not keys:
         return {}  # every list left out
     vectors = embed_as_set(model, root, keys, recipe, device, show_progress)
-    results = score_lists(trial_lists, keys, *vectors, cohort, top_k) if vectors is not None else None
+    results = None
+    if vectors is not None:
+        seconds = utterance_seconds(root, keys) if calibration is not None else None
+        results = score_lists(trial_lists, keys, *vectors, cohort, top_k, calibration, seconds)
     return distributed.broadcast_object(results)

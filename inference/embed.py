@@ -6,6 +6,10 @@
     out/keys.txt         the files, one a line, row i of the matrix = line i, in the order of wav_list
     out/bad_files.txt    the files that could not be embedded, '<file>\t<why>' a line (empty: none)
     out/embed.json       the model and recipe the embeddings come from
+    out/qmf.npz, qmf.json  with a checkpoint that carries a QMF calibration: each file's quality
+                         measures (log_seconds, imposter_mean, and asnorm_mean / asnorm_std when the
+                         calibration AS-normalises), rows as the matrix's; the calibration's weights
+                         (docs/inference.md: the LLR of two rows)
 
 Files are embedded PART_UTTERANCES at a time, each part saved (out/parts/) before the next starts:
 a rerun with the same out embeds only what is not there yet, and refuses an out folder that holds
@@ -20,9 +24,10 @@ import shutil
 import numpy as np
 import torch
 
-from data.audio import AudioError, audio_info
+from data.audio import SAMPLE_RATE, AudioError, audio_info, audio_length
 from data.voxceleb import conversion_notes
 from evaluation.evaluate import EmbeddingRecipe, embed_as_set
+from evaluation.qmf import describe, utterance_quality
 from inference.model import MIN_SAMPLES, load_model
 from utils.checkpoint import write_atomic
 from utils.progress import progress_bar
@@ -30,6 +35,7 @@ from utils.progress import progress_bar
 AUDIO_EXTENSIONS = ('.wav', '.flac')  # what a wav_list folder is searched for (a list names any file)
 PART_UTTERANCES = 500  # files embedded between two saves: the most an interruption loses
 FILES = {'matrix': 'embeddings.npy', 'keys': 'keys.txt', 'bad': 'bad_files.txt', 'identity': 'embed.json'}
+QMF_FILES = {'quality': 'qmf.npz', 'calibration': 'qmf.json'}
 
 
 def list_inputs(wav_list):
@@ -191,6 +197,21 @@ def write_outputs(out, keys, done, bad):
     return embedded
 
 
+def write_quality(out, root, keys, calibration):
+    """QMF's quality measures of every embedded file (rows of the matrix) and the calibration's
+    weights, so that two rows' score can be calibrated without this code."""
+    matrix = torch.from_numpy(np.load(os.path.join(out, FILES['matrix'])))  # (N, 2E)
+    full, seg_mean = matrix.chunk(2, dim=1)  # (N, E) each
+    seconds = [audio_length(os.path.join(root, key)) / SAMPLE_RATE for key in keys]
+    quality = utterance_quality(calibration, full, seg_mean, seconds)
+    arrays = {'log_seconds': quality['log_seconds'], 'imposter_mean': quality['imposter_mean']}
+    if quality['asnorm'] is not None:
+        arrays.update(asnorm_mean=quality['asnorm'][0], asnorm_std=quality['asnorm'][1])
+    write_atomic(os.path.join(out, QMF_FILES['quality']), lambda file: np.savez(file, **arrays))
+    described = describe(calibration)
+    write_atomic(os.path.join(out, QMF_FILES['calibration']), lambda file: json.dump(described, file, indent=2), 'w')
+
+
 def embed_checkpoint(args, logger, device, state):
     """Embeds every file of wav_list into out (None: the run folder's embeddings/), resuming what an
     earlier run into the same out left."""
@@ -241,6 +262,11 @@ def embed_checkpoint(args, logger, device, state):
         f'embed: {len(embedded)} embeddings ({len(embedded)} x {2 * args["embedding_size"]}) in '
         f'{os.path.join(out, FILES["matrix"])}, keys in {FILES["keys"]}'
     )
+    if state.get('qmf') is not None:
+        write_quality(out, root, embedded, state['qmf'])
+        logger.log_text(
+            f'embed: QMF quality measures in {QMF_FILES["quality"]}, the calibration in {QMF_FILES["calibration"]}'
+        )
     summary = {
         'out': os.path.abspath(out),
         'embedded': len(embedded),

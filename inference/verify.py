@@ -1,12 +1,16 @@
 """mode=verify: are two recordings of the same speaker? The score of evaluation's recipe, and the
 decision at the threshold of the checkpoint (the EER point of Vox1-O measured in training) or at
-threshold=X."""
+threshold=X. A checkpoint carrying a QMF calibration (qmf=true) turns the score into a log-likelihood
+ratio and decides at the Bayes threshold log((1 - p) / p) of the target prior p_target."""
 
 import math
 import os
 
-from data.audio import AudioError
+import numpy as np
+
+from data.audio import SAMPLE_RATE, AudioError, audio_length
 from evaluation.evaluate import EmbeddingRecipe
+from evaluation.qmf import llr_threshold, posterior, trial_llrs, utterance_quality
 from evaluation.scoring import score_trials
 from inference.embed import check_files, embed_vectors
 from inference.model import checkpoint_threshold, load_model
@@ -50,21 +54,34 @@ def verify_checkpoint(args, logger, device, state):
     model, _ = load_model(state, args, logger, device)
     full, segments = embed_vectors(model, os.getcwd(), [args['enroll'], args['test']], EmbeddingRecipe.of(args), device)
     score = float(score_trials(full, segments, [0], [1])[0])
-    threshold, where = (given, 'threshold given') if given is not None else checkpoint_threshold(state)
+    summary = {'enroll': args['enroll'], 'test': args['test'], 'score': score}
+    calibration = state.get('qmf')
+    if calibration is not None:
+        seconds = [audio_length(args[side]) / SAMPLE_RATE for side in SIDES]
+        quality = utterance_quality(calibration, full, segments, seconds)
+        llr = float(trial_llrs(calibration, np.array([score]), quality, [0], [1])[0])
+        p_target = args['p_target']
+        summary.update(llr=llr, p_target=p_target, posterior=float(posterior(llr, p_target)))
+        logger.log_text(
+            f'verify: score {score:.4f}, QMF-calibrated LLR {llr:.4f}, P(same speaker) '
+            f'{summary["posterior"]:.4f} at p_target={p_target}'
+        )
+        decided, name = llr, 'LLR'
+        threshold, where = (
+            (given, 'threshold given, on the LLR')
+            if given is not None
+            else (llr_threshold(p_target), f'QMF: the Bayes threshold log((1 - p) / p) at p_target={p_target}')
+        )
+    else:
+        decided, name = score, 'score'
+        threshold, where = (given, 'threshold given') if given is not None else checkpoint_threshold(state)
     if threshold is None:
         decision = None
         logger.log_text(f'verify: score {score:.4f}; no decision: {where}; give threshold=X to decide')
     else:
-        decision = 'accept' if score >= threshold else 'reject'
+        decision = 'accept' if decided >= threshold else 'reject'
         verdict = 'same speaker' if decision == 'accept' else 'different speakers'
-        logger.log_text(f'verify: score {score:.4f}, threshold {threshold:.4f} ({where}): {decision}, {verdict}')
-    summary = {
-        'enroll': args['enroll'],
-        'test': args['test'],
-        'score': score,
-        'threshold': threshold,
-        'threshold_source': where,
-        'decision': decision,
-    }
+        logger.log_text(f'verify: {name} {decided:.4f}, threshold {threshold:.4f} ({where}): {decision}, {verdict}')
+    summary.update(threshold=threshold, threshold_source=where, decision=decision)
     logger.save_results(summary)
     return summary

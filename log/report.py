@@ -23,6 +23,7 @@ KEY_SETTINGS = (
     'batch_size',
     'lr',
     'asnorm_top_k',
+    'qmf',
     'seed',
 )
 
@@ -86,6 +87,7 @@ SCORE_HEADER = ['trial list', 'trials', 'EER (%)', 'minDCF 0.05', 'minDCF 0.01']
 
 
 def score_rows(results):
+    """One row per trial list, and one more per list scored with AS-norm, and with QMF."""
     rows = []
     for name in scored_lists(results):
         scores = results[name]
@@ -94,6 +96,8 @@ def score_rows(results):
             norm = scores['asnorm']
             how = f'{name} + AS-norm (top {norm.get("top_k")} of {norm.get("cohort")})'
             rows.append([how, scores.get('trials', '-'), *metric_cells(norm)])
+        if 'qmf' in scores:
+            rows.append([f'{name} + QMF', scores.get('trials', '-'), *metric_cells(scores['qmf'])])
     return rows
 
 

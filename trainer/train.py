@@ -40,7 +40,7 @@ from models.ssl import load_teacher, preprocessor_normalizes
 from trainer.methods import LOSS_NAMES, METHODS, locate
 from trainer.schedule import Schedule, group_lrs
 from utils import distributed
-from utils.checkpoint import gather_rng_states, load_checkpoint, save_checkpoint, set_rng_state
+from utils.checkpoint import gather_rng_states, load_checkpoint, save_checkpoint, set_rng_state, write_checkpoint
 from utils.progress import format_duration, progress_bar
 from utils.redact import without_secrets
 from utils.seed import seed_everything
@@ -294,10 +294,10 @@ def train(args, logger, device, resume=None):
     logger.log_text(f'best epoch {state.best["epoch"]} ({chosen}); scoring every trial list')
     # a validation list that chose the epoch was scored with these very weights: its scores are kept
     kept = {}
-    if chooser not in TEST_LISTS and 'results' in state.best and not args['asnorm_top_k']:
+    if chooser not in TEST_LISTS and 'results' in state.best and not args['asnorm_top_k'] and not args['qmf']:
         kept = {chooser: state.best['results']}
     lists = {name: trials for name, trials in trial_lists.items() if name not in kept}
-    summary = final_evaluation(
+    summary, calibration = final_evaluation(
         raw_model,
         lists,
         args,
@@ -314,21 +314,39 @@ def train(args, logger, device, resume=None):
             eer=summary[THRESHOLD_LIST]['eer'], threshold=summary[THRESHOLD_LIST]['eer_threshold'], list=THRESHOLD_LIST
         )
         checkpoint(also='best.pt')
+    if calibration is not None:
+        save_calibration(logger, calibration, state.best['epoch'] or state.epoch, ('best.pt', 'last.pt'))
     if lmft_weights is not None:  # --- LMFT's model, scored the same way into results.json's 'lmft'
         raw_model.load_state_dict(lmft_weights)
         logger.log_text(f'LMFT: its best epoch {state.lmft_best["epoch"]}; scoring every trial list')
         kept = {}
-        if chooser not in TEST_LISTS and 'results' in state.lmft_best and not args['asnorm_top_k']:
+        if chooser not in TEST_LISTS and 'results' in state.lmft_best and not args['asnorm_top_k'] and not args['qmf']:
             kept = {chooser: state.lmft_best['results']}
         lists = {name: trials for name, trials in trial_lists.items() if name not in kept}
-        lmft_evaluation(
+        _, lmft_calibration = lmft_evaluation(
             raw_model, lists, args, device, logger, state.lmft_best['epoch'], summary, job.telemetry, manifest, kept
         )
         if not tuning and THRESHOLD_LIST in summary['lmft']:
             lmft = summary['lmft'][THRESHOLD_LIST]
             state.lmft_best.update(eer=lmft['eer'], threshold=lmft['eer_threshold'], list=THRESHOLD_LIST)
             checkpoint(also='lmft.pt')
+        if lmft_calibration is not None:
+            save_calibration(logger, lmft_calibration, state.lmft_best['epoch'], ('lmft.pt', 'last.pt'))
     return summary
+
+
+def save_calibration(logger, calibration, epoch, names):
+    """QMF's calibration, fitted on the weights of `epoch`, into those of the run's checkpoints
+    `names` that hold those weights (best.pt or lmft.pt; last.pt too when its epoch is that one), as
+    their 'qmf' entry: mode=verify calibrates with it (rank 0, which alone has it, writes)."""
+    for name in names:
+        path = os.path.join(logger.run_dir, name)
+        if not os.path.isfile(path):
+            continue
+        saved = load_checkpoint(path)
+        if saved['epoch'] == epoch and saved.get('step', 0) == 0:
+            write_checkpoint(path, {**saved, 'qmf': calibration})
+            logger.log_text(f'QMF calibration saved in {name}')
 
 
 def train_epoch(job, epoch, state, stop, save_last):

@@ -23,6 +23,7 @@ RESULTS = {
         'min_dcf_0.01': 0.25,
         'trials': 37720,
         'asnorm': {'eer': 2.25, 'min_dcf_0.05': 0.1, 'min_dcf_0.01': 0.2, 'top_k': 300, 'cohort': 5994},
+        'qmf': {'eer': 2.125, 'min_dcf_0.05': 0.0875, 'min_dcf_0.01': 0.175, 'act_dcf_0.01': 0.19, 'cllr': 0.1},
     },
     'Vox1-H': {
         'eer': float('nan'),
@@ -104,7 +105,7 @@ def test_score_plots_of_a_list_and_none_for_non_finite_scores(tmp_path):
     assert draw_score_plots(str(tmp_path / 'nan'), 'Vox1-O', labels, scores) == []
 
 
-def test_results_md_tables_the_scores_with_and_without_asnorm_and_the_key_settings():
+def test_results_md_tables_the_scores_with_and_without_asnorm_and_qmf_and_the_key_settings():
     assert (
         results_markdown(RESULTS, PARAMETERS)
         == """# oskdft-vox2 (oskdft)
@@ -115,6 +116,7 @@ def test_results_md_tables_the_scores_with_and_without_asnorm_and_the_key_settin
 |---|---|---|---|---|
 | Vox1-O | 37720 | 2.500 | 0.1250 | 0.2500 |
 | Vox1-O + AS-norm (top 300 of 5994) | 37720 | 2.250 | 0.1000 | 0.2000 |
+| Vox1-O + QMF | 37720 | 2.125 | 0.0875 | 0.1750 |
 | Vox1-E | 579818 | 3.000 | 0.2000 | 0.3000 |
 | Vox1-H | 550894 | not finite | not finite | not finite |
 
