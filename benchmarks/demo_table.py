@@ -94,9 +94,9 @@ METHOD_ROWS = {method: Row(method, '', main_figures, BUDGET[method]) for method 
 STAGE_ROWS = {
     'oskdft': Row('oskdft', '', main_figures, BUDGET['oskdft']),
     'oskdft + AS-norm': Row('oskdft', '-asnorm', lambda results, name: results[name]['asnorm'], BUDGET['oskdft']),
-    'oskdft + LMFT': Row('oskdft', '-lmft', lambda results, name: results['lmft'][name], f'{_E} + 2 LMFT'),
+    'oskdft + LMFT': Row('oskdft', '-lmft', lambda results, name: results['lmft'][name], f'{_E} KD + SV, then 2 LMFT'),
     'oskdft + LMFT + AS-norm + QMF': Row(
-        'oskdft', '-qmf-lmft', lambda results, name: results['lmft'][name]['qmf'], f'{_E} + 2 LMFT'
+        'oskdft', '-qmf-lmft', lambda results, name: results['lmft'][name]['qmf'], f'{_E} KD + SV, then 2 LMFT'
     ),
 }
 EXPECTED = 'about 55 min on 2 CPU cores (54 min measured), far less on a GPU'
@@ -135,7 +135,7 @@ def train_all(options):
             started = time.monotonic()
             print(f'demo_table: {name} ...', flush=True)
             main.main(options.settings + [f'method={method}', f'seed={seed}', f'name={name}', f'path_log={path_log}'])
-            (folders[method, seed],) = run_folders(path_log, arguments.EXPERIMENT_ARGS['project'], name)
+            (folders[method, seed],) = run_folders(path_log, arguments.SYSTEM_ARGS['project'], name)
             print(f'demo_table: {name} done in {(time.monotonic() - started) / 60:.1f} min', flush=True)
     return folders
 

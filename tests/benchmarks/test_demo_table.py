@@ -3,6 +3,7 @@ tiny random teacher): a table with a row for every method, whose numbers are tho
 
 import glob
 import json
+import os
 import re
 import subprocess
 import sys
@@ -117,3 +118,48 @@ def test_each_ordering_verdict_follows_its_interval(table):
             assert low > 0 if paper_side_is_below else high < 0
         else:
             assert low <= 0 <= high
+
+
+def test_the_stages_rows_read_each_stages_own_scores_and_figures(tmp_path, monkeypatch):
+    """--stages reads every row from one run per seed: a row that took another stage's score file or
+    results.json entry (the plain scores for AS-norm's, the main model's for LMFT's) would show that
+    stage's numbers. Each row's scores here are built so that its EER is known: row r misorders r of
+    the 4 target / non-target pairs, and its results.json figures are set to match."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, 'benchmarks'))  # its neighbour modules
+    spec = importlib.util.spec_from_file_location('demo_table', os.path.join(ROOT, 'benchmarks', 'demo_table.py'))
+    demo_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_table)
+    labels = [1, 0] * 4
+    results = {'params': {'student': 10, 'backend': 5}, 'lmft': {}}
+    folders = {}
+    for seed in (1, 2):
+        folder = tmp_path / f'seed{seed}'
+        (folder / 'scores').mkdir(parents=True)
+        for errors, row in enumerate(demo_table.STAGE_ROWS.values()):
+            for name in LISTS:
+                scores = [(0.0 if i // 2 < errors else 1.0) if label else 0.5 for i, label in enumerate(labels)]
+                lines = [f'{label} e{i} t{i} {score}' for i, (label, score) in enumerate(zip(labels, scores))]
+                (folder / 'scores' / f'{name}{row.suffix}.txt').write_text('\n'.join(lines) + '\n')
+                figures = {'eer': 25.0 * errors + seed, 'min_dcf_0.01': 0.1 * errors}
+                entry = (
+                    results.setdefault(name, {})
+                    if row.suffix in ('', '-asnorm')
+                    else results['lmft'].setdefault(name, {})
+                )
+                if row.suffix in ('', '-lmft'):
+                    entry.update(figures)
+                else:
+                    entry['asnorm' if row.suffix == '-asnorm' else 'qmf'] = figures
+        (folder / 'results.json').write_text(json.dumps(results))
+        folders['oskdft', seed] = str(folder)
+    table = demo_table.collect(folders, demo_table.STAGE_ROWS, 2, 200)
+    for errors, label in enumerate(demo_table.STAGE_ROWS):
+        for name in LISTS:
+            assert table[label][name]['eer'] == [25.0 * errors + 1, 25.0 * errors + 2]
+            assert table[label][name]['min_dcf_0.01'] == [0.1 * errors] * 2
+            difference, low, high = table[label][name]['difference']
+            assert difference == pytest.approx(25.0 * errors)
+            # the bootstrap reads the row's own score file: only the reference's is plain oskdft's
+            assert (high > 0) if errors else (low == high == 0)
