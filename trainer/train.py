@@ -315,7 +315,7 @@ def train(args, logger, device, resume=None):
         )
         checkpoint(also='best.pt')
     if calibration is not None:
-        save_calibration(logger, calibration, state.best['epoch'] or state.epoch, ('best.pt', 'last.pt'))
+        save_calibration(logger, calibration, state.best['epoch'] or state.epoch, 'best.pt')
     if lmft_weights is not None:  # --- LMFT's model, scored the same way into results.json's 'lmft'
         raw_model.load_state_dict(lmft_weights)
         logger.log_text(f'LMFT: its best epoch {state.lmft_best["epoch"]}; scoring every trial list')
@@ -331,20 +331,21 @@ def train(args, logger, device, resume=None):
             state.lmft_best.update(eer=lmft['eer'], threshold=lmft['eer_threshold'], list=THRESHOLD_LIST)
             checkpoint(also='lmft.pt')
         if lmft_calibration is not None:
-            save_calibration(logger, lmft_calibration, state.lmft_best['epoch'], ('lmft.pt', 'last.pt'))
+            save_calibration(logger, lmft_calibration, state.lmft_best['epoch'], 'lmft.pt')
     return summary
 
 
-def save_calibration(logger, calibration, epoch, names):
-    """QMF's calibration, fitted on the weights of `epoch`, into those of the run's checkpoints
-    `names` that hold those weights (best.pt or lmft.pt; last.pt too when its epoch is that one), as
-    their 'qmf' entry: mode=verify calibrates with it (rank 0, which alone has it, writes)."""
-    for name in names:
+def save_calibration(logger, calibration, epoch, own):
+    """QMF's calibration, fitted on the weights of `epoch`, as the 'qmf' entry of the checkpoint
+    `own` that holds those weights (best.pt: the method's best; lmft.pt: LMFT's), and of last.pt
+    when it holds them too (its epoch that one, at its end): mode=verify calibrates with it (rank 0,
+    which alone has it, writes)."""
+    for name in (own, 'last.pt'):
         path = os.path.join(logger.run_dir, name)
         if not os.path.isfile(path):
             continue
         saved = load_checkpoint(path)
-        if saved['epoch'] == epoch and saved.get('step', 0) == 0:
+        if name == own or (saved['epoch'] == epoch and saved.get('step', 0) == 0):
             write_checkpoint(path, {**saved, 'qmf': calibration})
             logger.log_text(f'QMF calibration saved in {name}')
 

@@ -106,11 +106,11 @@ def test_a_training_run_saves_the_calibration_only_in_checkpoints_of_the_calibra
         def log_text(self, text):
             self.lines.append(text)
 
-    save_calibration(Logger(), calibration, state['epoch'], ('best.pt', 'last.pt'))
+    save_calibration(Logger(), calibration, state['epoch'], 'best.pt')
     assert load_checkpoint(tmp_path / 'best.pt')['qmf']['weights'] == calibration['weights']
     assert 'qmf' not in load_checkpoint(tmp_path / 'last.pt')
     write_checkpoint(str(tmp_path / 'last.pt'), state)  # the last epoch the best: last.pt holds the same weights
-    save_calibration(Logger(), calibration, state['epoch'], ('best.pt', 'last.pt'))
+    save_calibration(Logger(), calibration, state['epoch'], 'best.pt')
     assert load_checkpoint(tmp_path / 'last.pt')['qmf']['intercept'] == calibration['intercept']
 
 
