@@ -18,14 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.qmf import (  # noqa: E402
-    calibration_trials,
-    fit_qmf,
-    new_calibration,
-    quality_features,
-    trial_llrs,
-    utterance_quality,
-)
+from evaluation import qmf  # noqa: E402
 from evaluation.scoring import score_trials  # noqa: E402
 from machine import describe  # noqa: E402
 
@@ -44,33 +37,33 @@ def main_(argv=None):
     generator = torch.Generator().manual_seed(0)
     labels = np.random.default_rng(0).integers(0, SPEAKERS, UTTERANCES)
     cohort = (unit(SPEAKERS, generator), unit(SPEAKERS, generator))
-    calibration = new_calibration(cohort, {'qmf_top_k': TOP_K, 'asnorm_top_k': ASNORM_TOP_K, 'p_target': 0.01})
+    calibration = qmf.new_calibration(cohort, {'qmf_top_k': TOP_K, 'asnorm_top_k': ASNORM_TOP_K, 'p_target': 0.01})
     times = {}
 
     started = time.perf_counter()
-    enroll, test, target = calibration_trials(labels, TRIALS, 1)
+    enroll, test, target = qmf.calibration_trials(labels, TRIALS, 1)
     used, inverse = np.unique(np.concatenate([enroll, test]), return_inverse=True)
     times['draw the calibration list'] = time.perf_counter() - started
 
     full, seg = unit(len(used), generator), unit(len(used), generator)
     seconds = np.random.default_rng(1).uniform(4, 20, len(used))
     started = time.perf_counter()
-    quality = utterance_quality(calibration, full, seg, seconds, own=labels[used])
+    quality = qmf.utterance_quality(calibration, full, seg, seconds, own=labels[used])
     enroll_idx, test_idx = inverse[: len(enroll)], inverse[len(enroll) :]
     raw = score_trials(full, seg, enroll_idx, test_idx)
-    features = quality_features(raw, quality, enroll_idx, test_idx)
+    features = qmf.quality_features(raw, quality, enroll_idx, test_idx)
     times[f'imposter means and features ({len(used):,} utterances)'] = time.perf_counter() - started
 
     started = time.perf_counter()
-    calibration.update(fit_qmf(features, target))
+    calibration.update(qmf.fit_qmf(features, target))
     times[f'fit ({TRIALS:,} trials)'] = time.perf_counter() - started
 
     full, seg = unit(TEST_UTTERANCES, generator), unit(TEST_UTTERANCES, generator)
     rng = np.random.default_rng(2)
     enroll_idx, test_idx = rng.integers(0, TEST_UTTERANCES, (2, TEST_TRIALS))
     started = time.perf_counter()
-    quality = utterance_quality(calibration, full, seg, rng.uniform(4, 20, TEST_UTTERANCES))
-    llrs = trial_llrs(calibration, score_trials(full, seg, enroll_idx, test_idx), quality, enroll_idx, test_idx)
+    quality = qmf.utterance_quality(calibration, full, seg, rng.uniform(4, 20, TEST_UTTERANCES))
+    llrs = qmf.trial_llrs(calibration, score_trials(full, seg, enroll_idx, test_idx), quality, enroll_idx, test_idx)
     times[f'apply to Vox1-H ({TEST_TRIALS:,} trials)'] = time.perf_counter() - started
     assert np.isfinite(llrs).all()
 

@@ -292,11 +292,7 @@ def train(args, logger, device, resume=None):
         raw_model.load_state_dict(best_weights)
     chosen = f'{chooser} EER {state.best["eer"]:.3f} %' if tuning else 'the last'
     logger.log_text(f'best epoch {state.best["epoch"]} ({chosen}); scoring every trial list')
-    # a validation list that chose the epoch was scored with these very weights: its scores are kept
-    kept = {}
-    if chooser not in TEST_LISTS and 'results' in state.best and not args['asnorm_top_k'] and not args['qmf']:
-        kept = {chooser: state.best['results']}
-    lists = {name: trials for name, trials in trial_lists.items() if name not in kept}
+    kept, lists = still_to_score(trial_lists, chooser, state.best, args)
     summary, calibration = final_evaluation(
         raw_model,
         lists,
@@ -319,10 +315,7 @@ def train(args, logger, device, resume=None):
     if lmft_weights is not None:  # --- LMFT's model, scored the same way into results.json's 'lmft'
         raw_model.load_state_dict(lmft_weights)
         logger.log_text(f'LMFT: its best epoch {state.lmft_best["epoch"]}; scoring every trial list')
-        kept = {}
-        if chooser not in TEST_LISTS and 'results' in state.lmft_best and not args['asnorm_top_k'] and not args['qmf']:
-            kept = {chooser: state.lmft_best['results']}
-        lists = {name: trials for name, trials in trial_lists.items() if name not in kept}
+        kept, lists = still_to_score(trial_lists, chooser, state.lmft_best, args)
         _, lmft_calibration = lmft_evaluation(
             raw_model, lists, args, device, logger, state.lmft_best['epoch'], summary, job.telemetry, manifest, kept
         )
@@ -333,6 +326,16 @@ def train(args, logger, device, resume=None):
         if lmft_calibration is not None:
             save_calibration(logger, lmft_calibration, state.lmft_best['epoch'], 'lmft.pt')
     return summary
+
+
+def still_to_score(trial_lists, chooser, best, args):
+    """(kept, the lists left to score): a validation list that chose the best epoch was scored with
+    these very weights, so its results are kept as they are (unless AS-norm or QMF, which that
+    scoring did not run, are on)."""
+    kept = {}
+    if chooser not in TEST_LISTS and 'results' in best and not args['asnorm_top_k'] and not args['qmf']:
+        kept = {chooser: best['results']}
+    return kept, {name: trials for name, trials in trial_lists.items() if name not in kept}
 
 
 def save_calibration(logger, calibration, epoch, own):
