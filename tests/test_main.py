@@ -210,7 +210,7 @@ def test_a_demo_checkpoint_scores_the_dataset_paths_given_on_the_command_line(ru
 @pytest.mark.parametrize(
     'argument, message',
     [
-        ('epochs=3', "unknown argument 'epochs'. Did you mean epoch or kd_epochs?"),
+        ('epochs=3', "unknown argument 'epochs'. Did you mean epoch or kd_epochs or lmft_epochs?"),
         ('nonsense=1', "unknown argument 'nonsense'"),
         ('path_train=/no/such/folder', "path_train='/no/such/folder' is not a folder"),
         ('resume=/no/such/last.pt', "resume='/no/such/last.pt': no such checkpoint file"),
