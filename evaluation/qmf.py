@@ -17,7 +17,6 @@ takes to calibrate new trials: the fitted weights, the cohort and the top_k of e
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 
 from evaluation.asnorm import apply_asnorm, utterance_stats
 
@@ -100,6 +99,8 @@ def fit_qmf(features, labels):
     """The logistic regression of labels (M,) (1 = target) on features (M, F), unregularised (C = inf:
     WeSpeaker minimises Cllr with no penalty): {'weights' [F], 'intercept', 'prior_log_odds' (the
     list's log(targets / non-targets), taken off the logit to give an LLR), 'trials'}."""
+    from sklearn.linear_model import LogisticRegression  # here: importing scikit-learn takes 0.5 s a process
+
     labels = np.asarray(labels)
     # lbfgs to a gradient of 1e-10 (sklearn's default tol 1e-4 leaves the weights ~1e-4 off the optimum)
     regression = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10_000).fit(features, labels)
