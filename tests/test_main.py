@@ -220,15 +220,28 @@ def test_a_demo_checkpoint_scores_the_dataset_paths_given_on_the_command_line(ru
     ],
 )
 def test_bad_command_line_fails_at_once_with_one_clear_line(argument, message, tmp_path):
+    """In this process (main.py's own exit with that line: the test below)."""
+    import main
+
+    with pytest.raises(main.USER_ERRORS) as error:
+        main.main([argument, f'path_log={tmp_path / "exp"}'])
+    assert main.user_message(error.value) == message or main.user_message(error.value).startswith(message)
+    assert not (tmp_path / 'exp').exists()
+
+
+def test_python_main_py_exits_1_with_the_one_line_on_standard_error(tmp_path):
     done = subprocess.run(
-        [sys.executable, 'main.py', argument, f'path_log={tmp_path / "exp"}'],
+        [sys.executable, 'main.py', 'epochs=3', f'path_log={tmp_path / "exp"}'],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 1
-    assert done.stderr.strip() == f'error: {message}' or done.stderr.strip().startswith(f'error: {message}')
+    assert done.stderr.strip() == (
+        "error: unknown argument 'epochs'. Did you mean epoch or kd_epochs or lmft_epochs? Every key is listed in "
+        'arguments.py (python main.py help).'
+    )
     assert not (tmp_path / 'exp').exists()
 
 

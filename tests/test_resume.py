@@ -98,11 +98,9 @@ def test_sigterm_saves_says_how_to_resume_exits_0_and_the_resumed_run_is_exact(c
     assert_same_run(folder, reference)
 
 
-def test_resume_refuses_to_change_the_experiment(corpus, tmp_path):
-    stopped = interrupt(command(corpus, tmp_path), tmp_path, signal.SIGTERM, when='Vox1-O is scored after every epoch')
-    assert stopped.returncode == 0
+def test_resume_refuses_to_change_the_experiment(reference):
     done = subprocess.run(
-        [sys.executable, 'main.py', f'path_log={tmp_path}', 'name=run', 'resume=auto', 'lr=0.5'],
+        [sys.executable, 'main.py', f'resume={reference / "last.pt"}', 'lr=0.5'],
         cwd=ROOT,
         capture_output=True,
         text=True,
