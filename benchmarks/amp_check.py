@@ -49,8 +49,8 @@ from models.build import build_model  # noqa: E402
 from models.precision import PLAIN  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
+from trainer.parts import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from trainer.schedule import Schedule
-from trainer.train import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from utils.seed import seed_everything  # noqa: E402
 
 CPU = torch.device('cpu')

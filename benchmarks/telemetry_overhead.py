@@ -32,8 +32,9 @@ from log.controller import LogModuleController  # noqa: E402
 from machine import describe  # noqa: E402
 from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
+from trainer.parts import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainState, build_optimizer, build_train_loader, set_lrs, train_epoch  # noqa: E402  # noqa: E402
+from trainer.train import Job, StopSignal, TrainState, train_epoch  # noqa: E402
 from utils.distributed import data_workers  # noqa: E402
 from utils.telemetry import Telemetry  # noqa: E402
 

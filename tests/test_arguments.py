@@ -103,7 +103,8 @@ def test_the_choices_table_is_what_the_code_accepts():
     way round) would be refused at the command line, or reach code with no branch for it."""
     import main
     from trainer.methods import METHODS
-    from trainer.train import AMP_DTYPES, BEST_MODELS
+    from trainer.parts import AMP_DTYPES
+    from trainer.train import BEST_MODELS
 
     assert set(CHOICES['method']) == set(METHODS)
     assert set(CHOICES['mode']) == {'train', *main.CHECKPOINT_MODES}

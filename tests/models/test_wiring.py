@@ -13,7 +13,7 @@ from arguments import EXPERIMENT_ARGS, SYSTEM_ARGS
 from models.build import build_model
 from models.ssl import count_parameters, frozen_forward, load_teacher
 from trainer.methods import step_losses
-from trainer.train import build_optimizer
+from trainer.parts import build_optimizer
 
 # LayerDrop off: a dropped layer gets no gradient at all, which would hide what the tests look for
 TINY = dict(

@@ -23,8 +23,9 @@ from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from tests.log.recorder import MetricRecorder  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
+from trainer.parts import build_optimizer, distribute, set_lrs  # noqa: E402
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainState, build_optimizer, distribute, set_lrs, train_epoch  # noqa: E402  # noqa: E402
+from trainer.train import Job, StopSignal, TrainState, train_epoch  # noqa: E402
 from utils import distributed  # noqa: E402
 from utils.telemetry import Telemetry  # noqa: E402
 

@@ -21,7 +21,7 @@ from tests.test_resume import assert_same_run, interrupt, load
 from tests.trainer.test_oskdft import ARGS, TINY, job_of, run_epoch
 from trainer import methods
 from trainer.methods import METHODS
-from trainer.train import build_optimizer
+from trainer.parts import build_optimizer
 
 LMFT = ('epoch=2', 'lmft_epochs=1')  # 2 epochs of oskdft (6 steps of 4 x 2 s), then 12 LMFT steps of 2 x 6 s
 MAIN_CROP, LMFT_CROP = 200 * 160, 6 * 16000

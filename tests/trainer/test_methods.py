@@ -14,8 +14,9 @@ from models.ssl import load_teacher, normalize_waves
 from tests.conftest import FAST
 from tests.trainer.test_oskdft import ARGS, TINY, job_of, run_epoch
 from trainer.methods import METHODS, locate
+from trainer.parts import build_optimizer, set_lrs
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainState, build_optimizer, set_lrs, train_epoch
+from trainer.train import Job, StopSignal, TrainState, train_epoch
 
 BATCH = 4
 
@@ -218,7 +219,7 @@ def test_the_smoke_preset_runs_on_a_subset_of_the_users_files_and_scores_vox1_o(
 )
 def test_ddp_looks_for_parameters_without_gradients_only_where_a_step_leaves_some_out(method, layerdrop, expected):
     from trainer.methods import kd_ft_stages
-    from trainer.train import some_steps_leave_parameters_out
+    from trainer.parts import some_steps_leave_parameters_out
 
     teacher = load_teacher('tiny', dict(TINY, layerdrop=layerdrop))
     args = dict(ARGS, method=method, kd_epochs=2)

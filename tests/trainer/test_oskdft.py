@@ -13,8 +13,9 @@ from log.controller import LogModuleController
 from models.build import build_model
 from models.ssl import load_teacher
 from trainer.methods import METHODS
+from trainer.parts import build_optimizer, set_lrs
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainingDiverged, TrainState, build_optimizer, set_lrs, train_epoch
+from trainer.train import Job, StopSignal, TrainingDiverged, TrainState, train_epoch
 
 NO_REGULARISATION = dict(
     layerdrop=0.0,

@@ -8,7 +8,8 @@ from log.controller import LogModuleController
 from models.build import build_model
 from models.ssl import load_teacher
 from tests.trainer.test_oskdft import ARGS, TINY, job_of
-from trainer.train import TrainState, build_optimizer, continue_command, own_sums, restore, save
+from trainer.parts import build_optimizer
+from trainer.train import TrainState, continue_command, own_sums, restore, save
 from utils import distributed
 from utils.checkpoint import load_checkpoint
 
