@@ -82,7 +82,7 @@ SSL = {
 RECIPE = {
     'objective': 'speaker',  # 'ssl' was tried first: docs/demo.md, the demo teacher
     'shape': SHAPE,
-    'population': {'seed': 1, 'num_speakers': 500, 'videos_per_speaker': 2, 'utterances_per_video': 4},
+    'population': {'seed': 1, 'num_speakers': 1000, 'videos_per_speaker': 2, 'utterances_per_video': 4},
     'ssl': SSL,
     'steps': 800,
     'batch_size': 32,
