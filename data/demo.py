@@ -114,7 +114,7 @@ def write_corpus(folder, params):
 
 
 def prepare_population(
-    root: str, seed: int = 1, num_speakers: int = 500, videos_per_speaker: int = 2, utterances_per_video: int = 4
+    root: str, seed: int = 1, num_speakers: int = 1000, videos_per_speaker: int = 2, utterances_per_video: int = 4
 ) -> str:
     """The demo teacher's pre-training population under root, made once: num_speakers voices of the
     same generator as the corpus but drawn from their own streams (ids id4xxxx: none of them is a
