@@ -16,9 +16,8 @@ method's EER on a resample is the mean over its seeds). The seeds change the mod
 draws and the training's random draws, never the corpus or the teacher.
 
 Every run keeps its last epoch (best_model=last): no method is tuned on the lists it is scored on.
-The intervals need more trials than the demo's 1,296 on Vox1-O: the corpus is made here with 48
-test speakers (demo_test_speakers=48, twice the demo's; the training speakers are the same), so
-Vox1-O holds 2,592 trials and Vox1-E / H 5,184 each.
+The corpus is the demo's own, with its 48 test speakers (demo_test_speakers=48, named here so that
+the table keeps them whatever the default): Vox1-O holds 2,592 trials and Vox1-E / H 5,184 each.
 
     python benchmarks/demo_table.py                     # 3 seeds at the demo's settings
     python benchmarks/demo_table.py --seeds 1 epoch=2   # any key=value of arguments.py goes to every run
