@@ -165,8 +165,8 @@ EXPERIMENT = {
     ),
     'demo_test_speakers': Setting(
         48,
-        "the embedded demo's test split: Vox1-E / H hold them all, Vox1-O half (at 12 speakers one model's "
-        'EER ranged 3.6-11.4 % with the speakers drawn, at 24 5.8-9.4 %: docs/demo.md)',
+        "the embedded demo's test split: Vox1-E / H hold them all, Vox1-O half (on 12 speakers one model's "
+        'EER ranged 3.9-11.3 % with the speakers drawn, on 24 5.9-9.4 %: benchmarks/list_spread.py)',
     ),
     # trial lists in path_trials. None: the official names, the cleaned list first; a file name here is
     # used as given; 'off' leaves the list out. A list that is not there is left out (said in the log)
@@ -217,7 +217,7 @@ DEMO = {
     'num_hidden_layers': 2,
     'ecapa_channels': 128,
     'spec_mask_freq': 12,  # the paper's 100 of 1024 channels, scaled to the tiny width
-    'epoch': 5,  # with the validation list scored after each: a later run about 4.7 min on two slow cores
+    'epoch': 5,  # with the validation list scored after each: a later run about 5 min on two slow cores
     'kd_epochs': 4,
     'T_0': 5,
     'lr': 2e-3,  # validation EER 6.83 % (4e-3: 7.18 %); the student's: half of it in epoch 1, then x 0.93 an epoch

@@ -44,3 +44,32 @@ def interval(samples, level=0.95):
     tail = 100.0 * (1.0 - level) / 2.0
     low, high = np.percentile(samples, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+def speaker_of(path):
+    """The speaker of a VoxCeleb-layout path: its first folder ('id10270/5r0dWxy17C8/00001.wav')."""
+    return path.split('/', 1)[0]
+
+
+def speaker_subset_eers(scores, labels, enroll, test, size, draws=400, seed=0):
+    """How much a list's EER depends on which speakers it holds: the EER of the same scored trials
+    on `draws` random subsets of `size` of the list's speakers (drawn without replacement), each
+    keeping the trials whose two speakers were both drawn, the list the same construction gives on
+    those speakers alone. enroll, test: the trials' paths (VoxCeleb layout). A subset left without
+    a target or a non-target trial has no EER and is skipped. Returns (EERs (K,), speakers in the list)."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    speakers = sorted({speaker_of(path) for path in (*enroll, *test)})
+    if not 2 <= size <= len(speakers):
+        raise ValueError(f'a subset of {size} speakers: expected 2 to {len(speakers)}, the speakers in the list')
+    index = {speaker: i for i, speaker in enumerate(speakers)}
+    enroll_ids = np.array([index[speaker_of(path)] for path in enroll])
+    test_ids = np.array([index[speaker_of(path)] for path in test])
+    rng = np.random.default_rng(seed)
+    eers = []
+    for _ in range(draws):
+        drawn = np.zeros(len(speakers), dtype=bool)
+        drawn[rng.choice(len(speakers), size=size, replace=False)] = True
+        kept = drawn[enroll_ids] & drawn[test_ids]
+        if 0 < labels[kept].sum() < kept.sum():
+            eers.append(compute_eer(scores[kept], labels[kept]))
+    return np.array(eers), len(speakers)

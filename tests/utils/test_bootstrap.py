@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from utils.bootstrap import interval, paired_bootstrap, stratified_resample
+from utils.bootstrap import interval, paired_bootstrap, speaker_subset_eers, stratified_resample
 from utils.metrics import compute_eer
 
 N, A, B = 50, 10, 10
@@ -57,3 +57,41 @@ def test_a_system_of_several_seeds_is_their_mean_on_each_resample():
 def test_scores_of_other_trials_are_refused():
     with pytest.raises(ValueError, match='x: every score array must hold the 51 trials'):
         paired_bootstrap({'x': [np.zeros(50)]}, LABELS, 1)
+
+
+def four_speaker_list():
+    """Speakers a, b, c, d: one target trial each (score 1.0); a non-target trial for every pair,
+    scoring -1.0 but for the pair (a, b), whose 2.0 is above every target."""
+    speakers = 'abcd'
+    trials = [(1, f'{s}/v1/1.wav', f'{s}/v2/1.wav', 1.0) for s in speakers]
+    trials += [
+        (0, f'{x}/v1/1.wav', f'{y}/v1/1.wav', 2.0 if {x, y} == {'a', 'b'} else -1.0)
+        for i, x in enumerate(speakers)
+        for y in speakers[i + 1 :]
+    ]
+    labels, enroll, test, scores = zip(*trials)
+    return np.array(scores), np.array(labels), list(enroll), list(test)
+
+
+def test_speaker_subsets_keep_the_trials_among_the_speakers_drawn():
+    """Pairs of speakers: only {a, b} keeps the non-target above its targets (EER 100 %: at any
+    threshold either both targets at 1.0 are missed or the non-target at 2.0 passes); any other pair
+    is separated (0 %). A subset that also kept a trial with one speaker drawn would put (a, b)'s
+    error into {a, c}, {a, d}, {b, c}, {b, d}; a draw with replacement would leave {a, a} without
+    non-targets. The six pairs come equally often."""
+    scores, labels, enroll, test = four_speaker_list()
+    ab = np.array([0, 1, 4])  # the targets of a and b, their non-target
+    assert compute_eer(scores[ab], labels[ab]) == pytest.approx(100.0)
+    eers, speakers = speaker_subset_eers(scores, labels, enroll, test, size=2, draws=6000, seed=1)
+    assert speakers == 4 and len(eers) == 6000
+    assert set(np.round(eers, 6)) == {0.0, 100.0}
+    share = (eers == 100.0).mean()
+    assert binom.ppf(0.0005, 6000, 1 / 6) / 6000 <= share <= binom.ppf(0.9995, 6000, 1 / 6) / 6000
+
+
+def test_a_subset_of_every_speaker_is_the_whole_list():
+    scores, labels, enroll, test = four_speaker_list()
+    eers, _ = speaker_subset_eers(scores, labels, enroll, test, size=4, draws=3)
+    assert eers == pytest.approx([compute_eer(scores, labels)] * 3)
+    with pytest.raises(ValueError, match='a subset of 5 speakers: expected 2 to 4'):
+        speaker_subset_eers(scores, labels, enroll, test, size=5)
