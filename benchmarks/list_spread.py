@@ -45,7 +45,13 @@ def main(argv=None):
     labels, enroll, test, scores = read_scores(path)
     print(f'{path}: {len(labels)} trials, EER {compute_eer(scores, labels):.2f} %')
     for size in options.speakers:
-        eers, speakers = speaker_subset_eers(scores, labels, enroll, test, size, options.draws, options.seed)
+        try:
+            eers, speakers = speaker_subset_eers(scores, labels, enroll, test, size, options.draws, options.seed)
+        except ValueError as error:
+            sys.exit(f'error: --speakers {size}: {error}')
+        if not len(eers):
+            print(f'subsets of {size} of its {speakers} speakers: no draw kept both target and non-target trials')
+            continue
         low, median, high = np.percentile(eers, [5, 50, 95])
         print(
             f'subsets of {size} of its {speakers} speakers ({len(eers)} draws with both kinds of trial): '

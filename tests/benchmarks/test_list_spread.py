@@ -40,3 +40,9 @@ def test_prints_the_lists_eer_and_its_subsets_spread(tmp_path, capsys):
 def test_a_folder_without_the_lists_scores_is_named(tmp_path):
     with pytest.raises(SystemExit, match=r'no scores file .*scores/Vox1-H.txt: give a run folder'):
         load().main([str(tmp_path), '--list', 'Vox1-H'])
+
+
+def test_a_subset_larger_than_the_list_is_named(tmp_path):
+    write_list(tmp_path)
+    with pytest.raises(SystemExit, match='--speakers 4: a subset of 4 speakers: expected 2 to 3'):
+        load().main([str(tmp_path), '--speakers', '4'])
