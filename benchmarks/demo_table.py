@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import arguments  # noqa: E402
 import main  # noqa: E402
-from log.local import run_folders  # noqa: E402
+from log.local import read_scores, run_folders  # noqa: E402
 from machine import describe  # noqa: E402
 from utils.bootstrap import interval, paired_bootstrap  # noqa: E402
 
@@ -139,15 +139,10 @@ def train_all(options):
     return folders
 
 
-def read_scores(folder, trial_list):
+def run_scores(folder, trial_list):
     """(trial keys 'enroll test' (M,), labels (M,), scores (M,)) of a run's scores/<list>.txt."""
-    with open(os.path.join(folder, 'scores', f'{trial_list}.txt')) as file:
-        rows = [line.split() for line in file]
-    return (
-        [f'{e} {t}' for _, e, t, _ in rows],
-        np.array([int(r[0]) for r in rows]),
-        np.array([float(r[3]) for r in rows]),
-    )
+    labels, enroll, test, scores = read_scores(os.path.join(folder, 'scores', f'{trial_list}.txt'))
+    return [f'{e} {t}' for e, t in zip(enroll, test)], labels, scores
 
 
 def read_results(folder):
@@ -165,12 +160,12 @@ def collect(folders, rows, seeds, resamples):
     for trial_list in LISTS:
         if trial_list not in results[first.method, 1]:
             continue
-        keys, labels, _ = read_scores(folders[first.method, 1], trial_list)
+        keys, labels, _ = run_scores(folders[first.method, 1], trial_list)
         systems = {}
         for label, row in rows.items():
             runs = []
             for seed in range(1, seeds + 1):
-                run_keys, run_labels, scores = read_scores(folders[row.method, seed], trial_list + row.suffix)
+                run_keys, run_labels, scores = run_scores(folders[row.method, seed], trial_list + row.suffix)
                 if run_keys != keys or not np.array_equal(run_labels, labels):
                     raise ValueError(
                         f'{folders[row.method, seed]}: {trial_list}{row.suffix} holds other trials than '

@@ -15,20 +15,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from log.local import read_scores  # noqa: E402
 from utils.bootstrap import speaker_subset_eers  # noqa: E402
 from utils.metrics import compute_eer  # noqa: E402
-
-
-def read_scores(path):
-    """(labels (M,), enroll paths, test paths, scores (M,)) of a scores file."""
-    with open(path) as file:
-        rows = [line.split() for line in file if line.strip()]
-    return (
-        np.array([int(r[0]) for r in rows]),
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        np.array([float(r[3]) for r in rows]),
-    )
 
 
 def main(argv=None):

@@ -34,7 +34,8 @@ from models.build import build_model  # noqa: E402
 from models.ssl import load_teacher  # noqa: E402
 from trainer.parts import build_optimizer, build_train_loader, set_lrs  # noqa: E402
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainState, train_epoch  # noqa: E402
+from trainer.state import TrainState  # noqa: E402
+from trainer.train import Job, StopSignal, train_epoch  # noqa: E402
 from utils.distributed import data_workers  # noqa: E402
 from utils.telemetry import Telemetry  # noqa: E402
 

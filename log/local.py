@@ -62,6 +62,15 @@ def read_metrics(path):
         return [json.loads(line) for line in file if line.strip()]
 
 
+def read_scores(path):
+    """A scores file as save_scores writes it (label enroll test score a line): (labels (M,),
+    enroll paths [M], test paths [M], scores (M,))."""
+    with open(path, encoding='utf-8') as file:
+        rows = [line.split() for line in file if line.strip()]
+    labels = np.array([int(row[0]) for row in rows], dtype=np.int64)
+    return labels, [row[1] for row in rows], [row[2] for row in rows], np.array([float(row[3]) for row in rows])
+
+
 def write_json(path, data):
     write_atomic(path, lambda file: json.dump(data, file, indent=2, default=to_json), mode='w')
 

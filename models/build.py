@@ -36,7 +36,7 @@ STUDENT_SHAPES = {
 def build_model(args, teacher, num_classes, weights=None, ssl_config=None):
     """Student (copied from the teacher: as many layers as the method keeps, with adapters where it
     has them) + ECAPA-TDNN sized from the SSL width + AAM-softmax. With ssl_config (a checkpoint's,
-    see trainer.train.save) the student is built from its own config instead, teacher None,
+    see trainer.state.save) the student is built from its own config instead, teacher None,
     its weights random until the checkpoint's are loaded. Its layer and group norms run in float32
     under autocast (models/precision.py)."""
     shape = STUDENT_SHAPES[args['method']]

@@ -53,7 +53,7 @@ def write_checkpoint(path, checkpoint):
     write_atomic(path, lambda file: torch.save(checkpoint, file))
 
 
-# what every checkpoint of a run holds (trainer.train's save); a file without them is someone else's
+# what every checkpoint of a run holds (trainer.state's save); a file without them is someone else's
 RUN_ENTRIES = ('model', 'args', 'epoch', 'num_classes')
 
 

@@ -13,7 +13,7 @@ from evaluation.qmf import llr_threshold
 from inference.evaluate import CALIBRATED
 from tests.conftest import FAST
 from tests.inference.common import read_scores, run_mode
-from trainer.train import save_calibration
+from trainer.state import save_calibration
 from utils.checkpoint import load_checkpoint, write_checkpoint
 
 QMF = ('qmf=true', 'qmf_trials=60', 'qmf_top_k=3', 'asnorm_cohort_utts=1')

@@ -199,6 +199,10 @@ def test_results_scores_text_and_plots(tmp_path, capsys):
         '0 a/1.wav b/2.wav -0.50000000',
         '1 c/1.wav c/3.wav 0.25000000',
     ]
+    labels, enroll, test, scores = log.local.read_scores(os.path.join(logger.run_dir, 'scores', 'Vox1-O.txt'))
+    assert labels.tolist() == [1, 0, 0, 1] and scores.tolist() == [0.75, 0.125, -0.5, 0.25]
+    assert enroll == ['a/1.wav', 'b/1.wav', 'a/1.wav', 'c/1.wav']
+    assert test == ['a/2.wav', 'c/2.wav', 'b/2.wav', 'c/3.wav']
 
     logger.log_text('epoch 1 done')
     assert capsys.readouterr().out.endswith('epoch 1 done\n')

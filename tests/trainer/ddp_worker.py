@@ -25,7 +25,8 @@ from tests.log.recorder import MetricRecorder  # noqa: E402
 from trainer.methods import METHODS  # noqa: E402
 from trainer.parts import build_optimizer, distribute, set_lrs  # noqa: E402
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainState, train_epoch  # noqa: E402
+from trainer.state import TrainState  # noqa: E402
+from trainer.train import Job, StopSignal, train_epoch  # noqa: E402
 from utils import distributed  # noqa: E402
 from utils.telemetry import Telemetry  # noqa: E402
 

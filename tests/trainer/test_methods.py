@@ -16,7 +16,8 @@ from tests.trainer.test_oskdft import ARGS, TINY, job_of, run_epoch
 from trainer.methods import METHODS, locate
 from trainer.parts import build_optimizer, set_lrs
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainState, train_epoch
+from trainer.state import TrainState
+from trainer.train import Job, StopSignal, train_epoch
 
 BATCH = 4
 

@@ -15,7 +15,8 @@ from models.ssl import load_teacher
 from trainer.methods import METHODS
 from trainer.parts import build_optimizer, set_lrs
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainingDiverged, TrainState, train_epoch
+from trainer.state import TrainState
+from trainer.train import Job, StopSignal, TrainingDiverged, train_epoch
 
 NO_REGULARISATION = dict(
     layerdrop=0.0,

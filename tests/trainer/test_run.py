@@ -10,7 +10,7 @@ from models.ssl import load_teacher
 from tests.trainer.test_oskdft import ARGS, TINY, job_of
 from trainer.parts import build_optimizer
 from trainer.report import continue_command
-from trainer.train import TrainState, own_sums, restore, save
+from trainer.state import TrainState, own_sums, restore, save
 from utils import distributed
 from utils.checkpoint import load_checkpoint
 

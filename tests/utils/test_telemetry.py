@@ -20,7 +20,8 @@ from tests.trainer.test_oskdft import ARGS, TINY
 from tests.trainer.test_run import META, new_job
 from trainer.parts import build_optimizer, build_train_loader, set_lrs
 from trainer.schedule import Schedule
-from trainer.train import Job, StopSignal, TrainState, restore, save, train_epoch
+from trainer.state import TrainState, restore, save
+from trainer.train import Job, StopSignal, train_epoch
 from utils.hardware import GIB, peak_resident_bytes
 from utils.progress import format_duration
 from utils.telemetry import Telemetry
